@@ -1,0 +1,242 @@
+// Package localpg starts a throwaway or project-local PostgreSQL server from
+// the installed server binaries (initdb, pg_ctl), falling back to a Docker
+// container when the binaries are missing and a Docker engine answers.
+//
+// It exists for the dev runner (make run), the benchmarks and the tests; the
+// service itself never starts a database. Servers listen on 127.0.0.1 only and
+// trust local connections: they are for one developer's machine.
+package localpg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrNoPostgres is returned when neither the PostgreSQL server binaries nor a
+// Docker engine are available. Its text says what to install.
+var ErrNoPostgres = errors.New("no PostgreSQL available: install the server binaries " +
+	"(Debian: apt-get install -y postgresql) or start a Docker engine, or set DATABASE_URL")
+
+// Config says where and how to run the server.
+type Config struct {
+	// Dir holds the cluster. An existing cluster is reused, a running one is
+	// joined rather than restarted.
+	Dir string
+	// Settings are extra server settings (name → value), e.g. fsync=off for
+	// tests.
+	Settings map[string]string
+	// Log receives initdb's and pg_ctl's output. Nil discards it.
+	Log io.Writer
+}
+
+// Server is a running PostgreSQL server.
+type Server struct {
+	// URL connects to the postgres database as the postgres superuser.
+	URL string
+	// Started is false when the server was already running and was reused.
+	Started bool
+
+	stop func(ctx context.Context) error
+}
+
+// Stop stops the server if this process started it; a reused server keeps
+// running.
+func (s *Server) Stop(ctx context.Context) error {
+	if !s.Started || s.stop == nil {
+		return nil
+	}
+	return s.stop(ctx)
+}
+
+// Start runs (or reuses) a cluster in cfg.Dir from the local binaries, or a
+// Docker container when there are none.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	bin, err := binDir()
+	if err != nil {
+		if s, derr := startDocker(ctx, cfg); derr == nil {
+			return s, nil
+		}
+		return nil, ErrNoPostgres
+	}
+	return startLocal(ctx, bin, cfg)
+}
+
+// binDir finds the folder holding initdb and pg_ctl: PATH first, then
+// pg_config --bindir (Debian keeps them off PATH).
+func binDir() (string, error) {
+	if p, err := exec.LookPath("pg_ctl"); err == nil {
+		if _, err := exec.LookPath("initdb"); err == nil {
+			return filepath.Dir(p), nil
+		}
+	}
+	out, err := exec.Command("pg_config", "--bindir").Output()
+	if err != nil {
+		return "", ErrNoPostgres
+	}
+	dir := strings.TrimSpace(string(out))
+	if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err != nil {
+		return "", ErrNoPostgres
+	}
+	return dir, nil
+}
+
+func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := serverCredential()
+	if err != nil {
+		return nil, err
+	}
+	// Parents stay traversable: the server may run as another user.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", filepath.Dir(dir), err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return nil, fmt.Errorf("give %s to the postgres user: %w", dir, err)
+		}
+		if p := untraversable(filepath.Dir(dir)); p != "" {
+			return nil, fmt.Errorf("the postgres user cannot reach %s through %s: chmod o+x it, or set DATABASE_URL", dir, p)
+		}
+	}
+	run := func(name string, args ...string) error {
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+		var out bytes.Buffer
+		cmd.Stdout = io.MultiWriter(cfg.Log, &out)
+		cmd.Stderr = cmd.Stdout
+		cmd.Dir = dir
+		if cred != nil {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		}
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s: %w: %s", name, err, lastLine(out.String()))
+		}
+		return nil
+	}
+
+	if port, ok := runningPort(dir); ok {
+		return &Server{URL: url(port)}, nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil {
+		if err := run("initdb", "-D", dir, "-U", "postgres", "--auth=trust",
+			"--encoding=UTF8", "--no-sync", "--no-instructions"); err != nil {
+			return nil, err
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	opts := []string{
+		"-p " + strconv.Itoa(port),
+		"-c listen_addresses=127.0.0.1",
+		// No unix socket: its path would depend on the checkout's depth
+		// (the limit is 107 bytes) and the default folder may not exist.
+		"-c unix_socket_directories=",
+	}
+	for k, v := range cfg.Settings {
+		opts = append(opts, "-c "+k+"="+v)
+	}
+	if err := run("pg_ctl", "start", "-D", dir, "-w", "-t", "60",
+		"-l", filepath.Join(dir, "server.log"), "-o", strings.Join(opts, " ")); err != nil {
+		return nil, err
+	}
+	return &Server{
+		URL:     url(port),
+		Started: true,
+		stop: func(ctx context.Context) error {
+			return run("pg_ctl", "stop", "-D", dir, "-w", "-m", "fast")
+		},
+	}, nil
+}
+
+// serverCredential returns the postgres user's identity when running as root
+// (initdb and postgres refuse to run as root), nil otherwise.
+func serverCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, errors.New("running as root needs a postgres user to run the server as")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// untraversable returns the first folder on the way to dir that other users
+// cannot enter, or "".
+func untraversable(dir string) string {
+	for p := dir; ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return p
+		}
+		if p == filepath.Dir(p) {
+			return ""
+		}
+	}
+}
+
+// runningPort reports the port of a server already running in dir, read from
+// postmaster.pid (its fourth line), if that server's process is alive.
+func runningPort(dir string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 4 {
+		return 0, false
+	}
+	pid, err1 := strconv.Atoi(strings.TrimSpace(lines[0]))
+	port, err2 := strconv.Atoi(strings.TrimSpace(lines[3]))
+	if err1 != nil || err2 != nil || syscall.Kill(pid, 0) != nil {
+		return 0, false
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return 0, false
+	}
+	conn.Close()
+	return port, true
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func url(port int) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
