@@ -1,0 +1,21 @@
+// Package sql owns pointsd's schema and every SQL statement it runs: the
+// embedded, versioned migrations and one function per statement, each taking
+// a DBTX so the caller decides the transaction.
+//
+// Nothing outside this package builds SQL. Identifiers that vary (partition
+// names) are quoted with pgx.Identifier, never formatted from input.
+package sql
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DBTX is what the statements need: a pool, a connection or a transaction.
+type DBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
