@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pointsd/pointsd/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// pointsd runs the command line as main would and returns the exit status
+// and what was printed.
+func pointsd(t *testing.T, ctx context.Context, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(ctx, args, func(k string) string { return env[k] }, &out, &errOut)
+	code = exitCode(err, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsageErrorsExit2WithOneLine(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"}
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{}, env, "missing command"},
+		{[]string{"frobnicate"}, env, `unknown command "frobnicate"`},
+		{[]string{"migrate", "-partitions", "0"}, env, "-partitions must be between 1 and"},
+		{[]string{"migrate", "-nope"}, env, "flag provided but not defined: -nope"},
+		{[]string{"seed", "-users", "-5"}, env, "-users must be at least 1"},
+		{[]string{"seed", "extra"}, env, `unexpected argument "extra"`},
+		{[]string{"seed"}, map[string]string{"POINTSD_USERS": "many"}, "POINTSD_USERS (flag -users)"},
+		{[]string{"seed"}, map[string]string{}, "DATABASE_URL is not set"},
+		{[]string{"serve", "-addr", "nowhere"}, env, "invalid -addr"},
+	}
+	for _, c := range cases {
+		code, _, stderr := pointsd(t, context.Background(), c.env, c.args...)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		last := lines[len(lines)-1]
+		if code != 2 || !strings.Contains(last, c.want) {
+			t.Errorf("pointsd %v: exit %d, %q; want exit 2 and %q", c.args, code, last, c.want)
+		}
+	}
+}
+
+func TestHelpExits0(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"-h"}, {"migrate", "-h"}, {"seed", "-h"}, {"serve", "-h"}} {
+		code, stdout, _ := pointsd(t, context.Background(), nil, args...)
+		if code != 0 || !strings.Contains(stdout, "Usage: pointsd") {
+			t.Errorf("pointsd %v: exit %d, stdout %q; want usage and exit 0", args, code, stdout)
+		}
+	}
+}
+
+func TestUnreachableDatabaseExits1(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none?connect_timeout=2"}
+	code, _, stderr := pointsd(t, context.Background(), env, "migrate")
+	if code != 1 || !strings.HasPrefix(stderr, "pointsd: database unreachable") || strings.Count(stderr, "\n") != 1 {
+		t.Fatalf("exit %d, stderr %q; want exit 1 and one line about the database", code, stderr)
+	}
+}
+
+func TestSeedTwiceLeavesExactlyOneMillion(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t, pgtest.Options{Empty: true})
+	env := map[string]string{"DATABASE_URL": url}
+	ctx := context.Background()
+
+	if code, _, stderr := pointsd(t, ctx, env, "seed"); code != 1 || !strings.Contains(stderr, "run pointsd migrate first") {
+		t.Fatalf("seed before migrate: exit %d, %q; want a hint to migrate", code, stderr)
+	}
+	if code, out, stderr := pointsd(t, ctx, env, "migrate"); code != 0 || !strings.Contains(out, "60 partitions") {
+		t.Fatalf("migrate: exit %d, %q %q", code, out, stderr)
+	}
+	for i, want := range []string{"(0 existed, 1000000 added)", "(1000000 existed, 0 added)"} {
+		code, out, stderr := pointsd(t, ctx, env, "seed")
+		if code != 0 || !strings.Contains(out, "1000000 users "+want) {
+			t.Fatalf("seed #%d: exit %d, %q %q; want %q", i+1, code, out, stderr, want)
+		}
+	}
+	var n int64
+	if err := pgtest.Pool(t, url).QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil || n != 1_000_000 {
+		t.Fatalf("users = %d, %v; want 1000000", n, err)
+	}
+}
+
+func TestMigrateOtherPartitionCountFails(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": pgtest.NewDB(t, pgtest.Options{Empty: true})}
+	ctx := context.Background()
+	if code, _, stderr := pointsd(t, ctx, env, "migrate"); code != 0 {
+		t.Fatalf("migrate: exit %d, %q", code, stderr)
+	}
+	code, _, stderr := pointsd(t, ctx, env, "migrate", "-partitions", "7")
+	if code != 1 || !strings.Contains(stderr, "users has 60 partitions, -partitions asks for 7") {
+		t.Fatalf("migrate -partitions 7: exit %d, %q; want exit 1 about partitions", code, stderr)
+	}
+	// The environment counts as asking, and the command line wins over it.
+	env["POINTSD_PARTITIONS"] = "7"
+	if code, _, _ := pointsd(t, ctx, env, "migrate"); code != 1 {
+		t.Errorf("POINTSD_PARTITIONS=7 migrate: exit %d, want 1", code)
+	}
+	if code, _, stderr := pointsd(t, ctx, env, "migrate", "-partitions", "60"); code != 0 {
+		t.Errorf("POINTSD_PARTITIONS=7 migrate -partitions 60: exit %d, %q; want 0", code, stderr)
+	}
+}
+
+func TestSeedUsersFromEnvironment(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t, pgtest.Options{})
+	env := map[string]string{"DATABASE_URL": url, "POINTSD_USERS": "1234"}
+	if code, out, stderr := pointsd(t, context.Background(), env, "seed"); code != 0 || !strings.HasPrefix(out, "1234 users") {
+		t.Fatalf("POINTSD_USERS=1234 seed: exit %d, %q %q", code, out, stderr)
+	}
+}
+
+func TestServeAnswersHealthAndStopsOnCancel(t *testing.T) {
+	t.Parallel()
+	addr := freeAddr(t)
+	env := map[string]string{"DATABASE_URL": pgtest.NewDB(t, pgtest.Options{Empty: true})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int)
+	go func() {
+		code, _, stderr := pointsd(t, ctx, env, "serve", "-addr", addr)
+		if code != 0 {
+			t.Errorf("serve: exit %d, %s", code, stderr)
+		}
+		close(done)
+	}()
+	for _, path := range []string{"/healthz", "/readyz"} {
+		waitStatus(t, "http://"+addr+path, http.StatusOK)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop within 10s of cancel")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitStatus polls url until it answers want, for at most 15s.
+func waitStatus(t *testing.T, url string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: %s, want %d", url, last, want)
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	pgsql "github.com/pointsd/pointsd/sql"
+)
+
+func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("migrate", "[-partitions N]",
+		"Creates or upgrades the schema. Idempotent, and safe when replicas run it at once.")
+	partitions := fs.Int("partitions", pgsql.DefaultPartitions,
+		fmt.Sprintf("users partitions (rolling buckets), 1..%d; fixed when the table is created", pgsql.MaxPartitions))
+	if err := parseFlags(fs, args, getenv, stdout); err != nil {
+		return err
+	}
+	if *partitions < 1 || *partitions > pgsql.MaxPartitions {
+		return usageError{fmt.Sprintf("pointsd migrate: -partitions must be between 1 and %d, got %d", pgsql.MaxPartitions, *partitions)}
+	}
+	pool, err := connect(ctx, getenv, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	// Unless asked for explicitly, an existing table's count is accepted.
+	want := 0
+	if isSet(fs, "partitions") {
+		want = *partitions
+	}
+	if err := pgsql.Migrate(ctx, pool, want, nil); err != nil {
+		return err
+	}
+	cur, _, err := pgsql.SchemaVersion(ctx, pool)
+	if err != nil {
+		return err
+	}
+	n, err := pgsql.Partitions(ctx, pool)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "schema at version %d, users in %d partitions\n", cur, n)
+	return nil
+}
