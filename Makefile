@@ -1,0 +1,33 @@
+# pointsd: make run (a local database, 1M users, the service), make test.
+GO ?= go
+BIN := bin/pointsd
+
+.PHONY: build run test fmt-check vet db-stop clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/pointsd
+	$(GO) build -o bin/devrun ./internal/devrun
+
+# Uses DATABASE_URL when set; otherwise starts (or reuses) a cluster under
+# ./.data from the installed PostgreSQL binaries and stops it on exit.
+run: build
+	bin/devrun -- sh -c '$(BIN) migrate && $(BIN) seed && exec $(BIN) serve'
+
+test: fmt-check vet
+	$(GO) test -race -count=1 ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.data/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# Stops the ./.data cluster if a killed make run left it running.
+db-stop:
+	@if [ -f .data/pg/postmaster.pid ]; then \
+		if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- pg_ctl stop -D .data/pg -m fast; \
+		else pg_ctl stop -D .data/pg -m fast; fi; fi
+
+clean:
+	rm -rf bin
