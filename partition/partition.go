@@ -3,10 +3,46 @@
 // begins. It knows nothing of the database or the clock; callers pass times.
 package partition
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Name is the table name of partition i of n: users_p00 … users_p59 for 60,
 // zero-padded so that names sort in bucket order.
 func Name(i, n int) string {
 	return fmt.Sprintf("users_p%0*d", len(fmt.Sprint(n-1)), i)
+}
+
+// Schedule cuts a period into one slot per bucket. Cycles start on wall-clock
+// multiples of the period (a one-minute period starts at :00), so replicas
+// agree on them without talking, and a new leader continues where the old
+// one left off.
+type Schedule struct {
+	Period  time.Duration
+	Buckets int
+}
+
+// CycleStart is the start of the cycle t falls in: t rounded down to a
+// multiple of the period, counted from the Unix epoch in UTC.
+func (s Schedule) CycleStart(t time.Time) time.Time {
+	ns := t.UnixNano()
+	p := int64(s.Period)
+	start := ns - ns%p
+	if ns < 0 && ns%p != 0 {
+		start -= p
+	}
+	return time.Unix(0, start).In(t.Location())
+}
+
+// NextCycle is the start of the first cycle strictly after t.
+func (s Schedule) NextCycle(t time.Time) time.Time {
+	return s.CycleStart(t).Add(s.Period)
+}
+
+// Slot is when bucket i may start in the cycle that starts at start:
+// start + i·period/buckets. Bucket i is thus rewritten one period after its
+// previous rewrite, and the buckets are spread evenly across the period.
+func (s Schedule) Slot(start time.Time, i int) time.Time {
+	return start.Add(time.Duration(int64(s.Period) * int64(i) / int64(s.Buckets)))
 }
