@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
@@ -66,7 +67,7 @@ func TestUpdatePartitionTouchesOnlyItsPartition(t *testing.T) {
 		FROM buckets b WHERE bucket = 2`).Scan(&part, &inPart); err != nil {
 		t.Fatal(err)
 	}
-	n, err := pgsql.UpdatePartition(ctx, pool, part, 42)
+	n, err := pgsql.UpdatePartition(ctx, pool, pgx.Identifier{part}, 42)
 	if err != nil || n != inPart {
 		t.Fatalf("UpdatePartition = %d, %v; want %d rows", n, err, inPart)
 	}

@@ -9,8 +9,11 @@ CREATE TABLE cycle_state (
     floor       smallint    NOT NULL CHECK (floor BETWEEN 0 AND 100),
     seed        bigint      NOT NULL DEFAULT 0,
     mode        text        NOT NULL DEFAULT 'rolling' CHECK (mode IN ('rolling', 'strict')),
-    started_at  timestamptz NOT NULL DEFAULT now(),
-    finished_at timestamptz
+    -- started_at is the cycle's wall-clock boundary; finished_at is null
+    -- while it runs. last_duration is the last finished cycle's, in seconds.
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    last_duration double precision
 );
 INSERT INTO cycle_state (floor) VALUES (floor(random() * 101));
 

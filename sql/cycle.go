@@ -1,0 +1,136 @@
+package sql
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// State is the cycle every replica sees: the floor queries use, and how far
+// the leader has got.
+type State struct {
+	Cycle        int64      `db:"cycle"`
+	Floor        int        `db:"floor"`
+	Seed         int64      `db:"seed"`
+	Mode         string     `db:"mode"`
+	StartedAt    time.Time  `db:"started_at"`
+	FinishedAt   *time.Time `db:"finished_at"`
+	LastDuration *float64   `db:"last_duration"` // seconds, of the last finished cycle
+	BucketsDone  int        `db:"buckets_done"`
+	BucketsTotal int        `db:"buckets_total"`
+}
+
+// ReadState returns the current cycle's state.
+func ReadState(ctx context.Context, db DBTX) (State, error) {
+	rows, err := db.Query(ctx, `
+		SELECT s.cycle, s.floor, s.seed, s.mode, s.started_at, s.finished_at, s.last_duration,
+		       (SELECT count(*) FROM buckets b WHERE b.cycle >= s.cycle)::int AS buckets_done,
+		       (SELECT count(*) FROM buckets)::int AS buckets_total
+		FROM cycle_state s`)
+	if err != nil {
+		return State{}, fmt.Errorf("read cycle state: %w", err)
+	}
+	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[State])
+	if err != nil {
+		return State{}, fmt.Errorf("read cycle state: %w", err)
+	}
+	return st, nil
+}
+
+// Cycle is what a leader publishes when a cycle starts.
+type Cycle struct {
+	Number    int64
+	Floor     int
+	Seed      int64
+	Mode      string
+	StartedAt time.Time
+}
+
+// StartCycle publishes c's floor and seed, if c is the cycle after the
+// current one. It reports false when another leader got there first: a cycle
+// starts exactly once whatever happens to leadership.
+func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
+	tag, err := db.Exec(ctx, `
+		UPDATE cycle_state
+		SET cycle = $1, floor = $2, seed = $3, mode = $4, started_at = $5, finished_at = NULL
+		WHERE cycle = $1 - 1`, c.Number, c.Floor, c.Seed, c.Mode, c.StartedAt)
+	if err != nil {
+		return false, fmt.Errorf("start cycle %d: %w", c.Number, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// FinishCycle records that cycle ended, and how long it took.
+func FinishCycle(ctx context.Context, db DBTX, cycle int64, took time.Duration) error {
+	_, err := db.Exec(ctx, `
+		UPDATE cycle_state SET finished_at = now(), last_duration = $2
+		WHERE cycle = $1`, cycle, took.Seconds())
+	if err != nil {
+		return fmt.Errorf("finish cycle %d: %w", cycle, err)
+	}
+	return nil
+}
+
+// Bucket is one rolling bucket: its index (the slot order) and partition.
+type Bucket struct {
+	Index     int            `db:"bucket"`
+	Partition pgx.Identifier `db:"-"`
+	Cycle     int64          `db:"cycle"` // the last cycle that rewrote it
+}
+
+// Buckets lists the buckets in slot order.
+func Buckets(ctx context.Context, db DBTX) ([]Bucket, error) {
+	rows, err := db.Query(ctx, `
+		SELECT b.bucket, n.nspname, c.relname, b.cycle
+		FROM buckets b
+		JOIN pg_class c ON c.oid = b.partition
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		ORDER BY b.bucket`)
+	if err != nil {
+		return nil, fmt.Errorf("list buckets: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Bucket, error) {
+		var b Bucket
+		var schema, table string
+		err := row.Scan(&b.Index, &schema, &table, &b.Cycle)
+		b.Partition = pgx.Identifier{schema, table}
+		return b, err
+	})
+}
+
+// DrawBucket re-draws bucket b's users for cycle with seed, inside tx. The
+// bucket is claimed first: if some transaction already rewrote it for this
+// cycle (another leader, or a retry after a lost commit acknowledgement),
+// nothing is done and claimed is false. A bucket is therefore rewritten
+// exactly once per cycle, and wholly or not at all.
+func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, cycle, seed int64) (rows int64, claimed bool, err error) {
+	tag, err := tx.Exec(ctx, `
+		UPDATE buckets SET cycle = $1, updated_at = now()
+		WHERE bucket = $2 AND cycle < $1`, cycle, b.Index)
+	if err != nil {
+		return 0, false, fmt.Errorf("claim bucket %d: %w", b.Index, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return 0, false, nil
+	}
+	rows, err = UpdatePartition(ctx, tx, b.Partition, seed)
+	return rows, err == nil, err
+}
+
+// DrawAll is the strict cycle, inside tx: it starts c and re-draws every
+// user, so that a reader sees either the old floor and points or the new
+// ones. started is false when another leader started c first.
+func DrawAll(ctx context.Context, tx pgx.Tx, c Cycle) (rows int64, started bool, err error) {
+	if started, err = StartCycle(ctx, tx, c); err != nil || !started {
+		return 0, started, err
+	}
+	if rows, err = UpdateAll(ctx, tx, c.Seed); err != nil {
+		return 0, false, err
+	}
+	if _, err = tx.Exec(ctx, `UPDATE buckets SET cycle = $1, updated_at = now()`, c.Number); err != nil {
+		return 0, false, fmt.Errorf("mark buckets: %w", err)
+	}
+	return rows, true, nil
+}
