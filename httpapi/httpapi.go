@@ -14,14 +14,18 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pointsd/pointsd/metrics"
 
 	pgsql "github.com/pointsd/pointsd/sql"
 )
 
 // Config is what the API needs.
 type Config struct {
-	Pool   *pgxpool.Pool
-	Logger *slog.Logger
+	Pool    *pgxpool.Pool
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
 	// DBTimeout bounds every database call a request makes (default 2s).
 	DBTimeout time.Duration
 }
@@ -34,14 +38,15 @@ type API struct {
 
 // New validates cfg and builds the router.
 func New(cfg Config) (*API, error) {
-	if cfg.Pool == nil {
-		return nil, errors.New("httpapi: Config.Pool is required")
+	if cfg.Pool == nil || cfg.Metrics == nil {
+		return nil, errors.New("httpapi: Config.Pool and Config.Metrics are required")
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.DBTimeout = cmp.Or(cfg.DBTimeout, 2*time.Second)
 	a := &API{cfg: cfg, mux: chi.NewRouter()}
 	a.mux.Get("/healthz", a.healthz)
 	a.mux.Get("/readyz", a.readyz)
+	a.mux.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
 	return a, nil
 }
 

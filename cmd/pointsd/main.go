@@ -49,6 +49,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, rest, getenv, stdout, stderr)
 	case "seed":
 		return runSeed(ctx, rest, getenv, stdout, stderr)
+	case "cycle":
+		return runCycle(ctx, rest, getenv, stdout, stderr)
 	case "serve":
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
+	pgsql "github.com/pointsd/pointsd/sql"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -41,6 +44,13 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"seed"}, map[string]string{"POINTSD_USERS": "many"}, "POINTSD_USERS (flag -users)"},
 		{[]string{"seed"}, map[string]string{}, "DATABASE_URL is not set"},
 		{[]string{"serve", "-addr", "nowhere"}, env, "invalid -addr"},
+		{[]string{"serve", "-mode", "bogus"}, env, `invalid value "bogus" for flag -mode: must be rolling or strict`},
+		{[]string{"serve"}, map[string]string{"POINTSD_MODE": "fast"}, "POINTSD_MODE (flag -mode): must be rolling or strict"},
+		{[]string{"serve", "-period", "10ms"}, env, "-period must be at least 100ms"},
+		{[]string{"serve", "-period", "soon"}, env, "flag -period"},
+		{[]string{"serve", "-workers", "0"}, env, "-workers must be between 1 and 64"},
+		{[]string{"serve", "-slow-cycle", "0s"}, env, "-slow-cycle must be positive"},
+		{[]string{"cycle", "-mode", "all"}, env, "flag -mode"},
 	}
 	for _, c := range cases {
 		code, _, stderr := pointsd(t, context.Background(), c.env, c.args...)
@@ -54,7 +64,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 
 func TestHelpExits0(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"-h"}, {"migrate", "-h"}, {"seed", "-h"}, {"serve", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"migrate", "-h"}, {"seed", "-h"}, {"cycle", "-h"}, {"serve", "-h"}} {
 		code, stdout, _ := pointsd(t, context.Background(), nil, args...)
 		if code != 0 || !strings.Contains(stdout, "Usage: pointsd") {
 			t.Errorf("pointsd %v: exit %d, stdout %q; want usage and exit 0", args, code, stdout)
@@ -125,14 +135,15 @@ func TestSeedUsersFromEnvironment(t *testing.T) {
 	}
 }
 
-func TestServeAnswersHealthAndStopsOnCancel(t *testing.T) {
+func TestServeLeadsRunsCyclesAndStopsOnCancel(t *testing.T) {
 	t.Parallel()
 	addr := freeAddr(t)
-	env := map[string]string{"DATABASE_URL": pgtest.NewDB(t, pgtest.Options{Empty: true})}
+	url := pgtest.NewDB(t, pgtest.Options{Empty: true})
+	env := map[string]string{"DATABASE_URL": url, "POINTSD_PERIOD": "500ms"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
-		code, _, stderr := pointsd(t, ctx, env, "serve", "-addr", addr)
+		code, _, stderr := pointsd(t, ctx, env, "serve", "-addr", addr, "-mode", "strict")
 		if code != 0 {
 			t.Errorf("serve: exit %d, %s", code, stderr)
 		}
@@ -141,11 +152,37 @@ func TestServeAnswersHealthAndStopsOnCancel(t *testing.T) {
 	for _, path := range []string{"/healthz", "/readyz"} {
 		waitStatus(t, "http://"+addr+path, http.StatusOK)
 	}
+	// serve migrated the empty database and, leading, runs strict cycles
+	// every 500ms (from the environment).
+	pool := pgtest.Pool(t, url)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := pgsql.ReadState(context.Background(), pool)
+		if err == nil && st.Cycle >= 2 && st.Mode == "strict" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no second strict cycle within 10s: %+v, %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"pointsd_leader 1", `pointsd_cycle_duration_seconds_count{mode="strict"}`, `pgxpool_max_conns{pool="updater"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
 	cancel()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop within 10s of cancel")
+	case <-time.After(6 * time.Second):
+		t.Fatal("serve did not stop within 6s of cancel")
 	}
 }
 
@@ -178,4 +215,33 @@ func waitStatus(t *testing.T, url string, want int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("GET %s: %s, want %d", url, last, want)
+}
+
+func TestCycleRunsOneCycleAndPrintsIt(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 5, Users: 3_000})
+	env := map[string]string{"DATABASE_URL": url}
+	ctx := context.Background()
+	for i, mode := range []string{"strict", "rolling"} {
+		code, out, stderr := pointsd(t, ctx, env, "cycle", "-mode", mode)
+		want := fmt.Sprintf("cycle %d (%s): 3000 users in 5 buckets in ", i+1, mode)
+		if code != 0 || !strings.HasPrefix(out, want) {
+			t.Fatalf("cycle -mode %s: exit %d, %q %q; want %q", mode, code, out, stderr, want)
+		}
+	}
+
+	// While a serve leads, a cycle by hand is refused.
+	pool := pgtest.Pool(t, url)
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if ok, err := pgsql.TryLeaderLock(ctx, conn); err != nil || !ok {
+		t.Fatalf("take leader lock: %v %v", ok, err)
+	}
+	defer conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+	if code, _, stderr := pointsd(t, ctx, env, "cycle"); code != 1 || !strings.Contains(stderr, "a pointsd serve is leading") {
+		t.Fatalf("cycle under a leader: exit %d, %q; want exit 1 saying a serve leads", code, stderr)
+	}
 }

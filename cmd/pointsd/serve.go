@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/httpapi"
+	"github.com/pointsd/pointsd/metrics"
 	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
 )
 
 // shutdownTimeout bounds draining requests in flight on SIGTERM.
@@ -21,11 +23,25 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("serve", "[flags]",
 		"Migrates the schema, serves HTTP and, when leader among replicas, runs the updater.")
 	addr := fs.String("addr", "127.0.0.1:4000", "HTTP listen address")
+	mode := updater.Rolling
+	fs.TextVar(&mode, "mode", updater.Rolling, "update mode: rolling (one transaction per bucket, spread across the period) or strict (one transaction)")
+	period := fs.Duration("period", updater.DefaultPeriod, "time between cycle starts (cycles start on wall-clock multiples of it), at least 100ms")
+	workers := fs.Int("workers", updater.DefaultWorkers, "buckets updated at once, 1..64")
+	slow := fs.Duration("slow-cycle", updater.DefaultSlowCycle, "log a warning for cycles slower than this")
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
 	if _, _, err := net.SplitHostPort(*addr); err != nil {
 		return usageError{fmt.Sprintf("pointsd serve: invalid -addr %q: %v", *addr, err)}
+	}
+	if *period < 100*time.Millisecond {
+		return usageError{fmt.Sprintf("pointsd serve: -period must be at least 100ms, got %v", *period)}
+	}
+	if *workers < 1 || *workers > 64 {
+		return usageError{fmt.Sprintf("pointsd serve: -workers must be between 1 and 64, got %d", *workers)}
+	}
+	if *slow <= 0 {
+		return usageError{fmt.Sprintf("pointsd serve: -slow-cycle must be positive, got %v", *slow)}
 	}
 	log := newLogger(stderr)
 
@@ -37,7 +53,24 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := pgsql.Migrate(ctx, pool, 0, log); err != nil {
 		return err
 	}
-	api, err := httpapi.New(httpapi.Config{Pool: pool, Logger: log})
+	// The updater has its own connections, so that queries and updates
+	// cannot starve each other.
+	upool, err := connect(ctx, getenv, int32(*workers+2))
+	if err != nil {
+		return err
+	}
+	defer upool.Close()
+
+	m := metrics.New()
+	if err := errors.Join(m.RegisterPool("query", pool), m.RegisterPool("updater", upool)); err != nil {
+		return err
+	}
+	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log,
+		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow})
+	if err != nil {
+		return err
+	}
+	api, err := httpapi.New(httpapi.Config{Pool: pool, Logger: log, Metrics: m})
 	if err != nil {
 		return err
 	}
@@ -54,17 +87,32 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("serving", slog.String("addr", ln.Addr().String()))
 
+	uctx, stopUpdater := context.WithCancel(ctx)
+	defer stopUpdater()
+	updaterDone := make(chan struct{})
+	go func() {
+		defer close(updaterDone)
+		_ = upd.Run(uctx)
+	}()
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
+		stopUpdater()
+		<-updaterDone
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
+	// The updater takes no new bucket and lets the one in flight finish,
+	// while the server drains its requests.
+	stopUpdater()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	err = srv.Shutdown(sctx)
+	<-updaterDone
+	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {

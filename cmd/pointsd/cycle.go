@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/pointsd/pointsd/metrics"
+	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
+)
+
+func runCycle(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("cycle", "[-mode strict|rolling] [-workers W]",
+		"Runs one update cycle now (rolling: the buckets back to back, no pacing), prints its duration, exits.\n"+
+			"Refuses to run while a pointsd serve leads: its cycles already run.")
+	mode := updater.Rolling
+	fs.TextVar(&mode, "mode", updater.Rolling, "update mode: rolling (one transaction per bucket) or strict (one transaction)")
+	workers := fs.Int("workers", updater.DefaultWorkers, "rolling: buckets updated at once, 1..64")
+	if err := parseFlags(fs, args, getenv, stdout); err != nil {
+		return err
+	}
+	if *workers < 1 || *workers > 64 {
+		return usageError{fmt.Sprintf("pointsd cycle: -workers must be between 1 and 64, got %d", *workers)}
+	}
+	pool, err := connect(ctx, getenv, int32(*workers+2))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := requireSchema(ctx, pool); err != nil {
+		return err
+	}
+	// Hold the leader lock for the cycle, so no serve leader runs one too.
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	conn := pc.Hijack() // closing it releases the lock
+	defer conn.Close(context.Background())
+	if ok, err := pgsql.TryLeaderLock(ctx, conn); err != nil || !ok {
+		return errors.Join(err, errors.New("a pointsd serve is leading and runs the cycles: stop it to run one by hand"))
+	}
+
+	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Logger: newLogger(stderr),
+		Mode: mode, Workers: *workers})
+	if err != nil {
+		return err
+	}
+	res, err := u.RunCycle(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cycle %d (%s): %d users in %d buckets in %s",
+		res.Cycle, res.Mode, res.Rows, res.Buckets, res.Took.Round(time.Millisecond))
+	if mode == updater.Rolling {
+		fmt.Fprintf(stdout, " (bucket p50 %s, max %s)", res.BucketP50.Round(time.Millisecond), res.BucketMax.Round(time.Millisecond))
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}

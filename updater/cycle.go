@@ -1,0 +1,245 @@
+package updater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pointsd/pointsd/partition"
+	pgsql "github.com/pointsd/pointsd/sql"
+)
+
+// ErrNotStarted is returned when another updater started the cycle first.
+var ErrNotStarted = errors.New("cycle already started by another updater")
+
+// Result is what a cycle did.
+type Result struct {
+	Cycle   int64
+	Mode    Mode
+	Rows    int64
+	Took    time.Duration
+	Buckets int // buckets rewritten (all of them in strict mode)
+	// BucketP50 and BucketMax summarize the rolling buckets' transaction
+	// times (zero in strict mode).
+	BucketP50, BucketMax time.Duration
+}
+
+// RunCycle runs one cycle now, unpaced: in rolling mode the buckets go back
+// to back. It is `pointsd cycle`; the caller makes sure no leader runs.
+func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
+	st, err := pgsql.ReadState(ctx, u.cfg.Pool)
+	if err != nil {
+		return Result{}, err
+	}
+	return u.run(ctx, u.newCycle(st.Cycle+1, time.Now()), false)
+}
+
+// run runs cycle c in the configured mode and accounts for it.
+func (u *Updater) run(ctx context.Context, c pgsql.Cycle, paced bool) (Result, error) {
+	var res Result
+	var err error
+	if u.cfg.Mode == Strict {
+		res, err = u.runStrict(ctx, c)
+	} else {
+		res, err = u.runRolling(ctx, c, false, paced)
+	}
+	if err != nil {
+		return res, err
+	}
+	u.mu.Lock()
+	u.state.LastCycle = res.Took
+	u.mu.Unlock()
+	u.cfg.Metrics.CycleDuration.WithLabelValues(string(res.Mode)).Observe(res.Took.Seconds())
+	attrs := []any{slog.Int64("cycle", res.Cycle), slog.String("mode", string(res.Mode)),
+		slog.Int64("rows", res.Rows), slog.Duration("took", res.Took)}
+	if res.Mode == Rolling {
+		attrs = append(attrs, slog.Duration("bucket_p50", res.BucketP50), slog.Duration("bucket_max", res.BucketMax))
+	}
+	switch {
+	case paced && res.Took > u.cfg.Period:
+		u.cfg.Metrics.CycleOverruns.Inc()
+		u.log.Warn("cycle overran its period; the next one starts at the next boundary",
+			append(attrs, slog.Duration("period", u.cfg.Period))...)
+	case res.Took > u.cfg.SlowCycle && u.cfg.SlowCycle > 0:
+		u.log.Warn("slow cycle", append(attrs, slog.Duration("slow_cycle", u.cfg.SlowCycle))...)
+	default:
+		u.log.Info("cycle done", attrs...)
+	}
+	return res, nil
+}
+
+// runStrict rewrites every user and the floor in one transaction.
+func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) {
+	res := Result{Cycle: c.Number, Mode: Strict}
+	start := time.Now()
+	err := pgx.BeginFunc(ctx, u.cfg.Pool, func(tx pgx.Tx) error {
+		rows, started, err := pgsql.DrawAll(ctx, tx, c)
+		if err == nil && !started {
+			err = ErrNotStarted
+		}
+		res.Rows = rows
+		return err
+	})
+	if err != nil {
+		if !errors.Is(err, ErrNotStarted) {
+			u.cfg.Metrics.UpdateErrors.Inc()
+		}
+		return res, fmt.Errorf("strict cycle %d: %w", c.Number, err)
+	}
+	res.Took = time.Since(start)
+	u.committed(res.Rows, c.Floor)
+	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
+	return res, u.finish(ctx, c, res.Took)
+}
+
+// runRolling publishes c's floor, unless resuming, then hands the buckets not
+// yet rewritten in c to the workers in slot order, never before their slot
+// when paced.
+func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
+	res := Result{Cycle: c.Number, Mode: Rolling}
+	start := time.Now()
+	if !resume {
+		started, err := pgsql.StartCycle(ctx, u.cfg.Pool, c)
+		if err != nil {
+			u.cfg.Metrics.UpdateErrors.Inc()
+			return res, err
+		}
+		if !started {
+			return res, fmt.Errorf("rolling cycle %d: %w", c.Number, ErrNotStarted)
+		}
+		u.committed(0, c.Floor)
+	}
+	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
+	if err != nil {
+		return res, err
+	}
+	sched := partition.Schedule{Period: u.cfg.Period, Buckets: len(buckets)}
+
+	jobs := make(chan pgsql.Bucket)
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		errs   []error
+		rowsOK int64
+		times  []time.Duration
+	)
+	for range u.cfg.Workers {
+		wg.Go(func() {
+			for b := range jobs {
+				rows, took, err := u.drawBucket(ctx, c, b)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else if took > 0 {
+					rowsOK += rows
+					times = append(times, took)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+dispatch:
+	for _, b := range buckets {
+		if b.Cycle >= c.Number {
+			continue // resumed: already rewritten in this cycle
+		}
+		if paced && !sleep(ctx, time.Until(sched.Slot(c.StartedAt, b.Index))) {
+			break
+		}
+		select {
+		case jobs <- b:
+		case <-ctx.Done():
+			break dispatch
+		}
+	}
+	close(jobs)
+	wg.Wait()
+
+	res.Rows, res.Buckets, res.Took = rowsOK, len(times), time.Since(start)
+	if len(times) > 0 {
+		slices.Sort(times)
+		res.BucketP50, res.BucketMax = times[len(times)/2], times[len(times)-1]
+	}
+	if resume {
+		res.Took = time.Since(c.StartedAt)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return res, fmt.Errorf("rolling cycle %d: %w", c.Number, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, u.finish(ctx, c, res.Took)
+}
+
+// drawBucket rewrites one bucket in its own transaction, retried with backoff
+// for at most a period, and returns its rows and its successful
+// transaction's time (0 if another updater had rewritten it already). A
+// transaction in flight when ctx ends is given drainTimeout to commit or
+// roll back.
+func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket) (int64, time.Duration, error) {
+	type out struct {
+		rows int64
+		took time.Duration
+	}
+	attempt := func() (out, error) {
+		tctx, cancel := detach(ctx, drainTimeout)
+		defer cancel()
+		var o out
+		var claimed bool
+		start := time.Now()
+		err := pgx.BeginFunc(tctx, u.cfg.Pool, func(tx pgx.Tx) error {
+			var err error
+			o.rows, claimed, err = pgsql.DrawBucket(tctx, tx, b, c.Number, c.Seed)
+			return err
+		})
+		if err != nil {
+			u.cfg.Metrics.UpdateErrors.Inc()
+			return o, err
+		}
+		if claimed {
+			o.took = time.Since(start)
+			u.cfg.Metrics.BucketDuration.Observe(o.took.Seconds())
+			u.committed(o.rows, -1)
+		}
+		return o, nil
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 100*time.Millisecond, 5*time.Second
+	o, err := backoff.Retry(ctx, attempt,
+		backoff.WithBackOff(bo),
+		backoff.WithMaxElapsedTime(u.cfg.Period),
+		backoff.WithNotify(func(err error, next time.Duration) {
+			u.log.Warn("bucket failed; retrying", slog.Int64("cycle", c.Number),
+				slog.Int("bucket", b.Index), slog.Duration("in", next), slog.Any("err", err))
+		}))
+	if err != nil {
+		return 0, 0, fmt.Errorf("bucket %d: %w", b.Index, err)
+	}
+	return o.rows, o.took, nil
+}
+
+// committed accounts for a commit: rows rewritten, the floor if published
+// (floor < 0: unchanged), and tells OnCommit.
+func (u *Updater) committed(rows int64, floor int) {
+	u.cfg.Metrics.RowsUpdated.Add(float64(rows))
+	if floor >= 0 {
+		u.cfg.Metrics.Floor.Set(float64(floor))
+	}
+	if u.cfg.OnCommit != nil {
+		u.cfg.OnCommit()
+	}
+}
+
+func (u *Updater) finish(ctx context.Context, c pgsql.Cycle, took time.Duration) error {
+	fctx, cancel := detach(ctx, drainTimeout)
+	defer cancel()
+	return pgsql.FinishCycle(fctx, u.cfg.Pool, c.Number, took)
+}

@@ -1,0 +1,199 @@
+package updater_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pointsd/pointsd/internal/pgtest"
+	"github.com/pointsd/pointsd/partition"
+	"github.com/pointsd/pointsd/updater"
+)
+
+func TestPointsAndFloorArePredictedFromTheSeed(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []updater.Mode{updater.Rolling, updater.Strict} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			const users = 5_000
+			pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 6, Users: users}))
+			r, predict := seededRand()
+			u, m := newUpdater(t, pool, updater.Config{Mode: mode, Rand: r})
+
+			for cycle := int64(1); cycle <= 3; cycle++ {
+				res, err := u.RunCycle(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantFloor, wantSeed := predict.IntN(101), int64(predict.Uint64())
+				if res.Cycle != cycle || res.Rows != users || res.Buckets != 6 || res.Mode != mode {
+					t.Fatalf("cycle %d: result %+v, want cycle %d, %d rows in 6 buckets", cycle, res, cycle, users)
+				}
+				st := readState(t, pool)
+				if st.Cycle != cycle || st.Floor != wantFloor || st.Seed != wantSeed || st.Mode != string(mode) {
+					t.Fatalf("state %+v, want cycle %d floor %d seed %d", st, cycle, wantFloor, wantSeed)
+				}
+				if st.FinishedAt == nil || st.BucketsDone != 6 || st.BucketsTotal != 6 {
+					t.Fatalf("state %+v: want finished with 6/6 buckets", st)
+				}
+				if n := mispredicted(t, pool, wantSeed); n != 0 {
+					t.Fatalf("cycle %d: %d users' points differ from the seed's draw", cycle, n)
+				}
+			}
+			if got := testutil.ToFloat64(m.RowsUpdated); got != 3*users {
+				t.Errorf("pointsd_rows_updated_total = %v, want %d", got, 3*users)
+			}
+			if got := testutil.CollectAndCount(m.CycleDuration); got != 1 {
+				t.Errorf("cycle duration series = %d, want 1 (mode %s)", got, mode)
+			}
+		})
+	}
+}
+
+// Points are uniform over 0..100 inclusive: both ends are drawn, and no
+// value is far from its share.
+func TestPointsCoverZeroToHundredUniformly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const users = 50_500
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Users: users}))
+	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Strict})
+	if _, err := u.RunCycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var lo, hi, values, fewest, most int
+	if err := pool.QueryRow(ctx, `
+		SELECT min(points), max(points), count(*), min(n), max(n)
+		FROM (SELECT points, count(*) AS n FROM users GROUP BY points) AS h`).
+		Scan(&lo, &hi, &values, &fewest, &most); err != nil {
+		t.Fatal(err)
+	}
+	// 500 expected per value; ±25% is over 5 standard deviations.
+	if lo != 0 || hi != 100 || values != 101 || fewest < 375 || most > 625 {
+		t.Fatalf("points %d..%d in %d values, %d to %d users each; want 0..100, 101 values, 375..625 each",
+			lo, hi, values, fewest, most)
+	}
+}
+
+// A reader polling throughout strict cycles never sees two generations:
+// every user's points are the current seed's draw and share one updated_at.
+func TestStrictCycleIsAtomic(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 8, Users: 40_000}))
+	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Strict})
+	if _, err := u.RunCycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var reads, torn atomic.Int64
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var wrong, stamps int
+			err := pool.QueryRow(ctx, `
+				SELECT count(*) FILTER (WHERE u.points <> pointsd_draw(u.id, s.seed)),
+				       count(DISTINCT u.updated_at)
+				FROM users u CROSS JOIN cycle_state s`).Scan(&wrong, &stamps)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			reads.Add(1)
+			if wrong != 0 || stamps != 1 {
+				torn.Add(1)
+			}
+		}
+	})
+	// Cycles go on until the reader has read a good many times across them.
+	for cycles := 0; cycles < 4 || reads.Load() < 30; cycles++ {
+		if _, err := u.RunCycle(ctx); err != nil {
+			t.Error(err)
+			break
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if torn.Load() != 0 {
+		t.Fatalf("%d of %d reads saw two generations, want none", torn.Load(), reads.Load())
+	}
+}
+
+// Rolling under Run: every bucket is rewritten once per cycle at its slot,
+// so each user's consecutive updates are one period apart.
+func TestRollingSpreadsBucketsAcrossThePeriod(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const period, buckets = 2 * time.Second, 4
+	slot := period / buckets
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: buckets, Users: 2_000}))
+	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: period})
+	stop := runInBackground(t, u)
+
+	type sample struct {
+		bucket int
+		stamps []time.Time
+	}
+	seen := map[int64]*sample{}
+	eventually(t, 5*period+5*time.Second, "three rolling cycles", func() bool {
+		rows, err := pool.Query(ctx, `
+			SELECT u.id, b.bucket, u.updated_at FROM users u JOIN buckets b ON b.partition = u.tableoid
+			WHERE u.id <= 40`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		done := true
+		for rows.Next() {
+			var id int64
+			var b int
+			var at time.Time
+			if err := rows.Scan(&id, &b, &at); err != nil {
+				t.Fatal(err)
+			}
+			s := seen[id]
+			if s == nil {
+				s = &sample{bucket: b, stamps: []time.Time{at}}
+				seen[id] = s
+			} else if !at.Equal(s.stamps[len(s.stamps)-1]) {
+				s.stamps = append(s.stamps, at)
+			}
+			done = done && len(s.stamps) >= 4 // the seed's stamp, then three cycles
+		}
+		return done
+	})
+	stop()
+
+	for id, s := range seen {
+		for i, at := range s.stamps[1:] {
+			// The bucket's slot in its cycle: no earlier, and within a slot.
+			start := partition.Schedule{Period: period, Buckets: buckets}.CycleStart(at)
+			if off := at.Sub(start); off < time.Duration(s.bucket)*slot || off >= time.Duration(s.bucket+1)*slot {
+				t.Errorf("user %d (bucket %d) updated %v into its cycle, want within slot [%v, %v)",
+					id, s.bucket, off, time.Duration(s.bucket)*slot, time.Duration(s.bucket+1)*slot)
+			}
+			if i > 0 {
+				if gap := at.Sub(s.stamps[i]); gap < period-slot || gap > period+slot {
+					t.Errorf("user %d updated %v after its previous update, want %v ± %v", id, gap, period, slot)
+				}
+			}
+		}
+	}
+	if got := testutil.ToFloat64(m.CycleOverruns); got != 0 {
+		t.Errorf("overruns = %v, want 0", got)
+	}
+	if got := testutil.CollectAndCount(m.BucketDuration); got != 1 {
+		t.Errorf("bucket duration histogram missing")
+	}
+}

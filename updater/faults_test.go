@@ -1,0 +1,192 @@
+package updater_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pointsd/pointsd/internal/pgtest"
+	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
+)
+
+// failBucket makes the update of bucket 1 fail halfway through its rows the
+// first `times` times it is tried (a sequence counts tries, since it is not
+// rolled back with them).
+func failBucket(t *testing.T, db pgsql.DBTX, times int) {
+	t.Helper()
+	_, err := db.Exec(context.Background(), `
+		CREATE SEQUENCE tries;
+		CREATE FUNCTION fail_midway() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.id = (SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY id) FROM `+bucketTable(t, db, 1)+`)
+			   AND nextval('tries') <= `+itoa(times)+` THEN
+				RAISE EXCEPTION 'injected failure';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER fail_midway BEFORE UPDATE ON `+bucketTable(t, db, 1)+`
+			FOR EACH ROW EXECUTE FUNCTION fail_midway();`)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func bucketTable(t *testing.T, db pgsql.DBTX, bucket int) string {
+	t.Helper()
+	var name string
+	if err := db.QueryRow(context.Background(),
+		`SELECT partition::text FROM buckets WHERE bucket = $1`, bucket).Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// A bucket whose transaction fails is retried within the cycle, and no
+// reader ever sees it half-updated.
+func TestFailedBucketIsRetriedAndNeverHalfApplied(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 8_000}))
+	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Workers: 1})
+	if _, err := u.RunCycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	failBucket(t, pool, 2)
+
+	var wg sync.WaitGroup
+	var mixed atomic.Int64
+	done := make(chan struct{})
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+				mixed.Add(mixedBuckets(t, pool))
+			}
+		}
+	})
+	res, err := u.RunCycle(ctx)
+	close(done)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("cycle with two injected failures: %v", err)
+	}
+	if mixed.Load() != 0 {
+		t.Errorf("readers saw a half-updated bucket %d times", mixed.Load())
+	}
+	if got := testutil.ToFloat64(m.UpdateErrors); got != 2 {
+		t.Errorf("pointsd_update_errors_total = %v, want 2", got)
+	}
+	if n := mispredicted(t, pool, readState(t, pool).Seed); n != 0 || res.Buckets != 4 {
+		t.Errorf("after retries: %d users not drawn from the seed, %d buckets; want 0 and 4", n, res.Buckets)
+	}
+}
+
+// A bucket that keeps failing gives up after a period: it stays wholly old,
+// the others are wholly new, and the cycle reports the failure.
+func TestBucketThatKeepsFailingStaysWhollyOld(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 8_000}))
+	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: time.Second})
+	if _, err := u.RunCycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	oldSeed := readState(t, pool).Seed
+	failBucket(t, pool, 1_000_000)
+
+	if _, err := u.RunCycle(ctx); err == nil {
+		t.Fatal("cycle with a bucket that always fails reported success")
+	}
+	st := readState(t, pool)
+	var oldRows, newRows, mixed int64
+	if err := pool.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE tableoid = $1::regclass AND points = pointsd_draw(id, $2)),
+		       count(*) FILTER (WHERE tableoid <> $1::regclass AND points = pointsd_draw(id, $3)),
+		       count(*) FILTER (WHERE tableoid = $1::regclass)
+		FROM users`, bucketTable(t, pool, 1), oldSeed, st.Seed).Scan(&oldRows, &newRows, &mixed); err != nil {
+		t.Fatal(err)
+	}
+	if oldRows != mixed || newRows != 8_000-mixed {
+		t.Fatalf("failing bucket: %d of %d rows old; others: %d of %d new", oldRows, mixed, newRows, 8_000-mixed)
+	}
+	if st.FinishedAt != nil || st.BucketsDone != 3 {
+		t.Errorf("state %+v: want an unfinished cycle with 3 of 4 buckets", st)
+	}
+}
+
+// SIGTERM in the middle of a rolling cycle: Run returns within 5 s, no bucket
+// is half-updated, and the next leader resumes the cycle where it stopped.
+func TestShutdownMidCycleThenResume(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 8, Users: 16_000})
+	pool := pgtest.Pool(t, url)
+	cfg := updater.Config{Mode: updater.Rolling, Period: 4 * time.Second}
+	u, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
+	stop := runInBackground(t, u)
+
+	var cycle int64
+	eventually(t, 10*time.Second, "a cycle two buckets in", func() bool {
+		st := readState(t, pool)
+		cycle = st.Cycle
+		return st.Cycle > 0 && st.BucketsDone >= 2 && st.BucketsDone < 6
+	})
+	if took := stop(); took > 5*time.Second {
+		t.Errorf("Run took %v to return after cancel, want under 5s", took)
+	}
+	st := readState(t, pool)
+	if st.Cycle != cycle || st.FinishedAt != nil || st.BucketsDone == 8 {
+		t.Fatalf("after shutdown: %+v; want cycle %d unfinished", st, cycle)
+	}
+	if n := mixedBuckets(t, pool); n != 0 {
+		t.Fatalf("%d buckets half-updated after shutdown", n)
+	}
+
+	next, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
+	runInBackground(t, next)
+	eventually(t, 4*time.Second, "the next leader finishes the same cycle", func() bool {
+		st := readState(t, pool)
+		if st.Cycle != cycle {
+			t.Fatalf("cycle %d started instead of resuming %d", st.Cycle, cycle)
+		}
+		return st.FinishedAt != nil && st.BucketsDone == 8
+	})
+	if n := mispredicted(t, pool, readState(t, pool).Seed); n != 0 {
+		t.Fatalf("%d users not drawn from the resumed cycle's seed", n)
+	}
+}
+
+// A cycle longer than its period is finished, counted, and the next one
+// starts on the next boundary: cycles never overlap.
+func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const period = 500 * time.Millisecond
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 1_000}))
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(0.7); RETURN NULL; END $$;
+		CREATE TRIGGER slow AFTER UPDATE ON users FOR EACH STATEMENT EXECUTE FUNCTION slow();`); err != nil {
+		t.Fatal(err)
+	}
+	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Strict, Period: period})
+	runInBackground(t, u)
+	eventually(t, 10*time.Second, "two overruns", func() bool { return testutil.ToFloat64(m.CycleOverruns) >= 2 })
+
+	st := readState(t, pool)
+	if !st.StartedAt.Equal(st.StartedAt.Truncate(period)) {
+		t.Errorf("cycle started at %v, not on a %v boundary", st.StartedAt, period)
+	}
+	if st.LastDuration == nil || *st.LastDuration < period.Seconds() {
+		t.Errorf("last duration %v, want over the %v period", st.LastDuration, period)
+	}
+}

@@ -1,0 +1,100 @@
+package updater_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pointsd/pointsd/internal/pgtest"
+	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
+)
+
+// Two replicas on one database: exactly one leads and runs cycles; when its
+// connection is killed, the other takes over well within 15 s and the
+// cycles go on.
+func TestOneLeaderAndFailover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 1_000})
+	pool := pgtest.Pool(t, url)
+	cfg := updater.Config{Period: 500 * time.Millisecond, LeaderPoll: 200 * time.Millisecond}
+	a, am := newUpdater(t, pgtest.Pool(t, url), cfg)
+	b, bm := newUpdater(t, pgtest.Pool(t, url), cfg)
+	runInBackground(t, a)
+	runInBackground(t, b)
+
+	leaders := func() (n int, leader *updater.Updater) {
+		for _, u := range []*updater.Updater{a, b} {
+			if u.Status().Leader {
+				n++
+				leader = u
+			}
+		}
+		return n, leader
+	}
+	eventually(t, 5*time.Second, "one leader", func() bool { n, _ := leaders(); return n == 1 })
+	// For a while, never two, and cycles advance.
+	first := readState(t, pool).Cycle
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if n, _ := leaders(); n != 1 {
+			t.Fatalf("%d leaders, want exactly 1", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c := readState(t, pool).Cycle; c < first+2 {
+		t.Fatalf("cycle went from %d to %d in 1.5s of 500ms periods", first, c)
+	}
+	_, old := leaders()
+	oldM, newM := am, bm
+	if old == b {
+		oldM, newM = bm, am
+	}
+	if testutil.ToFloat64(oldM.Leader) != 1 || testutil.ToFloat64(newM.Leader) != 0 {
+		t.Fatal("pointsd_leader gauges disagree with the statuses")
+	}
+
+	pid, err := pgsql.LeaderPID(ctx, pool)
+	if err != nil || pid == 0 {
+		t.Fatalf("leader pid %d, %v", pid, err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	eventually(t, 15*time.Second, "the follower takes over", func() bool {
+		n, l := leaders()
+		return n == 1 && l != old
+	})
+	t.Logf("failover took %v", time.Since(killed))
+	if testutil.ToFloat64(newM.Leader) != 1 || testutil.ToFloat64(oldM.Leader) != 0 {
+		t.Fatal("pointsd_leader gauges did not follow the failover")
+	}
+	after := readState(t, pool).Cycle
+	eventually(t, 5*time.Second, "cycles continue under the new leader", func() bool {
+		return readState(t, pool).Cycle >= after+2
+	})
+}
+
+// The leader stopping (SIGTERM, crash) hands over just the same.
+func TestFollowerTakesOverWhenLeaderStops(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 1_000})
+	cfg := updater.Config{Period: time.Second, LeaderPoll: 200 * time.Millisecond}
+	a, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
+	stopA := runInBackground(t, a)
+	eventually(t, 5*time.Second, "a leads", func() bool { return a.Status().Leader })
+	b, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
+	runInBackground(t, b)
+	time.Sleep(3 * cfg.LeaderPoll) // b has tried, and failed, to lead
+	if b.Status().Leader {
+		t.Fatal("b leads while a does")
+	}
+	if took := stopA(); took > 5*time.Second {
+		t.Errorf("stopping the leader took %v, want under 5s", took)
+	}
+	eventually(t, 15*time.Second, "b takes over", func() bool { return b.Status().Leader })
+}
