@@ -15,6 +15,7 @@ type State struct {
 	Floor        int        `db:"floor"`
 	Seed         int64      `db:"seed"`
 	Mode         string     `db:"mode"`
+	PeriodMS     *int64     `db:"period_ms"` // null for unpaced (manual) cycles
 	StartedAt    time.Time  `db:"started_at"`
 	FinishedAt   *time.Time `db:"finished_at"`
 	LastDuration *float64   `db:"last_duration"` // seconds, of the last finished cycle
@@ -25,7 +26,7 @@ type State struct {
 // ReadState returns the current cycle's state.
 func ReadState(ctx context.Context, db DBTX) (State, error) {
 	rows, err := db.Query(ctx, `
-		SELECT s.cycle, s.floor, s.seed, s.mode, s.started_at, s.finished_at, s.last_duration,
+		SELECT s.cycle, s.floor, s.seed, s.mode, s.period_ms, s.started_at, s.finished_at, s.last_duration,
 		       (SELECT count(*) FROM buckets b WHERE b.cycle >= s.cycle)::int AS buckets_done,
 		       (SELECT count(*) FROM buckets)::int AS buckets_total
 		FROM cycle_state s`)
@@ -39,12 +40,20 @@ func ReadState(ctx context.Context, db DBTX) (State, error) {
 	return st, nil
 }
 
+// ChangesChannel is the NOTIFY channel on which every transaction that
+// changes points or the floor announces itself, at its commit, to the
+// replicas caching answers.
+const ChangesChannel = "pointsd_changes"
+
 // Cycle is what a leader publishes when a cycle starts.
 type Cycle struct {
-	Number    int64
-	Floor     int
-	Seed      int64
-	Mode      string
+	Number int64
+	Floor  int
+	Seed   int64
+	Mode   string
+	// Period is the leader's period when the cycle is paced on the
+	// schedule, 0 for a cycle run by hand.
+	Period    time.Duration
 	StartedAt time.Time
 }
 
@@ -52,10 +61,22 @@ type Cycle struct {
 // current one. It reports false when another leader got there first: a cycle
 // starts exactly once whatever happens to leadership.
 func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
+	var period *int64
+	if c.Period > 0 {
+		ms := c.Period.Milliseconds()
+		period = &ms
+	}
+	// One statement, so the notification is sent exactly when the floor
+	// commits.
 	tag, err := db.Exec(ctx, `
-		UPDATE cycle_state
-		SET cycle = $1, floor = $2, seed = $3, mode = $4, started_at = $5, finished_at = NULL
-		WHERE cycle = $1 - 1`, c.Number, c.Floor, c.Seed, c.Mode, c.StartedAt)
+		WITH started AS (
+			UPDATE cycle_state
+			SET cycle = $1, floor = $2, seed = $3, mode = $4, period_ms = $5, started_at = $6, finished_at = NULL
+			WHERE cycle = $1 - 1
+			RETURNING cycle
+		)
+		SELECT pg_notify($7, cycle::text) FROM started`,
+		c.Number, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel)
 	if err != nil {
 		return false, fmt.Errorf("start cycle %d: %w", c.Number, err)
 	}
@@ -115,8 +136,13 @@ func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, cycle, seed int64) (ro
 	if tag.RowsAffected() == 0 {
 		return 0, false, nil
 	}
-	rows, err = UpdatePartition(ctx, tx, b.Partition, seed)
-	return rows, err == nil, err
+	if rows, err = UpdatePartition(ctx, tx, b.Partition, seed); err != nil {
+		return 0, false, err
+	}
+	if _, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ChangesChannel, fmt.Sprint(cycle)); err != nil {
+		return 0, false, fmt.Errorf("notify: %w", err)
+	}
+	return rows, true, nil
 }
 
 // DrawAll is the strict cycle, inside tx: it starts c and re-draws every

@@ -1,6 +1,7 @@
 package updater
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,17 +39,18 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return u.run(ctx, u.newCycle(st.Cycle+1, time.Now()), false)
+	return u.run(ctx, u.newCycle(st.Cycle+1, time.Now(), false), false, false)
 }
 
-// run runs cycle c in the configured mode and accounts for it.
-func (u *Updater) run(ctx context.Context, c pgsql.Cycle, paced bool) (Result, error) {
+// run runs cycle c (or resumes it, already started) in the configured mode
+// and accounts for it.
+func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
 	var res Result
 	var err error
-	if u.cfg.Mode == Strict {
+	if u.cfg.Mode == Strict && !resume {
 		res, err = u.runStrict(ctx, c)
 	} else {
-		res, err = u.runRolling(ctx, c, false, paced)
+		res, err = u.runRolling(ctx, c, resume, paced)
 	}
 	if err != nil {
 		return res, err
@@ -120,7 +122,8 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 	if err != nil {
 		return res, err
 	}
-	sched := partition.Schedule{Period: u.cfg.Period, Buckets: len(buckets)}
+	// A resumed cycle keeps the slots its first leader published.
+	sched := partition.Schedule{Period: cmp.Or(c.Period, u.cfg.Period), Buckets: len(buckets)}
 
 	jobs := make(chan pgsql.Bucket)
 	var (

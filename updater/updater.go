@@ -153,33 +153,52 @@ func (u *Updater) lead(ctx context.Context) {
 		now := time.Now()
 		if st.StartedAt.Equal(sched.CycleStart(now)) && st.FinishedAt == nil && Mode(st.Mode) == Rolling {
 			u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
-			u.runRolling(ctx, cycleOf(st), true, true)
+			if _, err := u.run(ctx, cycleOf(st), true, true); err != nil && ctx.Err() == nil {
+				u.log.Error("cycle failed", slog.Int64("cycle", st.Cycle), slog.Any("err", err))
+			}
 			continue
 		}
 		next := sched.NextCycle(now)
-		if !sleep(ctx, next.Sub(now)) {
+		// Replicas trust the published schedule to know how long their
+		// answers stay true: never start before it says the next cycle may,
+		// even if this leader's period is shorter than its predecessor's.
+		if st.PeriodMS != nil {
+			for published := st.StartedAt.Add(time.Duration(*st.PeriodMS) * time.Millisecond); next.Before(published); {
+				next = next.Add(u.cfg.Period)
+			}
+		}
+		if !sleep(ctx, time.Until(next)) {
 			return
 		}
-		c := u.newCycle(st.Cycle+1, next)
-		if _, err := u.run(ctx, c, true); err != nil && ctx.Err() == nil {
+		c := u.newCycle(st.Cycle+1, next, true)
+		if _, err := u.run(ctx, c, false, true); err != nil && ctx.Err() == nil {
 			u.log.Error("cycle failed", slog.Int64("cycle", c.Number), slog.Any("err", err))
 		}
 	}
 }
 
-// newCycle draws the floor and seed of cycle number n.
-func (u *Updater) newCycle(n int64, start time.Time) pgsql.Cycle {
-	return pgsql.Cycle{
+// newCycle draws the floor and seed of cycle number n. A paced cycle
+// publishes the period it is paced on.
+func (u *Updater) newCycle(n int64, start time.Time, paced bool) pgsql.Cycle {
+	c := pgsql.Cycle{
 		Number:    n,
 		Floor:     u.cfg.Rand.IntN(101), // 0..100 inclusive
 		Seed:      int64(u.cfg.Rand.Uint64()),
 		Mode:      string(u.cfg.Mode),
 		StartedAt: start,
 	}
+	if paced {
+		c.Period = u.cfg.Period
+	}
+	return c
 }
 
 func cycleOf(st pgsql.State) pgsql.Cycle {
-	return pgsql.Cycle{Number: st.Cycle, Floor: st.Floor, Seed: st.Seed, Mode: st.Mode, StartedAt: st.StartedAt}
+	c := pgsql.Cycle{Number: st.Cycle, Floor: st.Floor, Seed: st.Seed, Mode: st.Mode, StartedAt: st.StartedAt}
+	if st.PeriodMS != nil {
+		c.Period = time.Duration(*st.PeriodMS) * time.Millisecond
+	}
+	return c
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.

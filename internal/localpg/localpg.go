@@ -40,6 +40,8 @@ type Config struct {
 	Settings map[string]string
 	// Log receives initdb's and pg_ctl's output. Nil discards it.
 	Log io.Writer
+	// Port to listen on; 0 picks a free one.
+	Port int
 }
 
 // Server is a running PostgreSQL server.
@@ -144,9 +146,11 @@ func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+	port := cfg.Port
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	opts := []string{
 		"-p " + strconv.Itoa(port),

@@ -11,6 +11,10 @@ CREATE TABLE cycle_state (
     mode        text        NOT NULL DEFAULT 'rolling' CHECK (mode IN ('rolling', 'strict')),
     -- started_at is the cycle's wall-clock boundary; finished_at is null
     -- while it runs. last_duration is the last finished cycle's, in seconds.
+    -- period_ms is the leader's period for paced cycles (null otherwise):
+    -- replicas rely on the schedule it implies to know how long an answer
+    -- stays true (see httpapi/cache.go).
+    period_ms     bigint CHECK (period_ms > 0),
     started_at    timestamptz NOT NULL DEFAULT now(),
     finished_at   timestamptz,
     last_duration double precision

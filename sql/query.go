@@ -1,0 +1,83 @@
+package sql
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// User is one user of an answer, with the bucket it lives in and the last
+// cycle that rewrote that bucket.
+type User struct {
+	ID          int64
+	Points      int
+	Bucket      int
+	BucketCycle int64
+}
+
+// Answer is the query's result together with what it depends on, all read
+// in one snapshot.
+type Answer struct {
+	Users     []User // at most 2, points strictly above Floor
+	Cycle     int64
+	Floor     int
+	Period    time.Duration // the leader's published period, 0 if unknown
+	StartedAt time.Time
+	Buckets   int
+	// FirstPending is the lowest bucket not yet rewritten in Cycle, -1 if
+	// none is left.
+	FirstPending int
+}
+
+// QueryAnswer returns up to two users with points strictly above the current
+// floor. One statement, so the users and the floor come from one snapshot.
+// The scan stops at the second match: with uniform points that is within a
+// few hundred rows, and no index on points is needed (see users.sql); when
+// the floor is 100 the one-time filter skips the scan entirely.
+func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
+	rows, err := db.Query(ctx, `
+		SELECT s.cycle, s.floor, coalesce(s.period_ms, 0), s.started_at,
+		       (SELECT count(*) FROM buckets)::int,
+		       coalesce((SELECT min(bucket) FROM buckets WHERE cycle < s.cycle), -1),
+		       u.id, u.points, b.bucket, b.cycle
+		FROM cycle_state s
+		LEFT JOIN LATERAL (
+			SELECT id, points, tableoid FROM users
+			WHERE points > s.floor AND s.floor < 100
+			LIMIT 2
+		) u ON true
+		LEFT JOIN buckets b ON b.partition = u.tableoid`)
+	if err != nil {
+		return Answer{}, fmt.Errorf("query users: %w", err)
+	}
+	type row struct {
+		Cycle        int64
+		Floor        int
+		PeriodMS     int64
+		StartedAt    time.Time
+		Buckets      int
+		FirstPending int
+		ID           *int64
+		Points       *int
+		Bucket       *int
+		BucketCycle  *int64
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil || len(got) == 0 {
+		return Answer{}, fmt.Errorf("query users: %w (%d rows)", err, len(got))
+	}
+	r := got[0]
+	a := Answer{
+		Users: []User{}, Cycle: r.Cycle, Floor: r.Floor, StartedAt: r.StartedAt,
+		Period:  time.Duration(r.PeriodMS) * time.Millisecond,
+		Buckets: r.Buckets, FirstPending: r.FirstPending,
+	}
+	for _, r := range got {
+		if r.ID != nil {
+			a.Users = append(a.Users, User{ID: *r.ID, Points: *r.Points, Bucket: *r.Bucket, BucketCycle: *r.BucketCycle})
+		}
+	}
+	return a, nil
+}
