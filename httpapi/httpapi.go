@@ -1,51 +1,95 @@
-// Package httpapi is pointsd's HTTP surface: the chi router, its handlers and
-// middleware. It never listens (cmd/pointsd does) and never writes SQL (it
-// calls package sql).
+// Package httpapi is pointsd's HTTP surface: the chi router, its handlers,
+// middleware and the in-memory answer cache. It never listens (cmd/pointsd
+// does) and never writes SQL (it calls package sql).
 package httpapi
 
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pointsd/pointsd/metrics"
-
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
 )
 
-// Config is what the API needs.
+// Config is what the API needs. Zero durations take the defaults.
 type Config struct {
-	Pool    *pgxpool.Pool
+	Pool    *pgxpool.Pool // the query pool
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+	// Updater reports this replica's mode and leadership for /status.
+	Updater interface{ Status() updater.Status }
+
 	// DBTimeout bounds every database call a request makes (default 2s).
 	DBTimeout time.Duration
+	// NoCache makes every GET / read the database (one round trip each).
+	NoCache bool
+	// CacheMaxAge caps how long an answer is reused (default 1s), a
+	// safety net under the schedule and the invalidations.
+	CacheMaxAge time.Duration
+	// Now is the clock of the previous-query times (default time.Now).
+	Now func() time.Time
 }
 
 // API serves pointsd's endpoints.
 type API struct {
-	cfg Config
-	mux *chi.Mux
+	cfg   Config
+	log   *slog.Logger
+	mux   *chi.Mux
+	cache *cache
+	// last is the previous query's time on this replica, in Unix
+	// nanoseconds; 0 before the first query.
+	last atomic.Int64
+	// slots bounds the requests using the query pool at once: beyond it
+	// they are shed with a fast 503 rather than queued without limit.
+	slots chan struct{}
 }
 
 // New validates cfg and builds the router.
 func New(cfg Config) (*API, error) {
-	if cfg.Pool == nil || cfg.Metrics == nil {
-		return nil, errors.New("httpapi: Config.Pool and Config.Metrics are required")
+	if cfg.Pool == nil || cfg.Metrics == nil || cfg.Updater == nil {
+		return nil, errors.New("httpapi: Config.Pool, Metrics and Updater are required")
+	}
+	if cfg.DBTimeout < 0 || cfg.CacheMaxAge < 0 {
+		return nil, errors.New("httpapi: durations must not be negative")
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.DBTimeout = cmp.Or(cfg.DBTimeout, 2*time.Second)
-	a := &API{cfg: cfg, mux: chi.NewRouter()}
+	cfg.CacheMaxAge = cmp.Or(cfg.CacheMaxAge, time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &API{
+		cfg: cfg,
+		log: cfg.Logger,
+		mux: chi.NewRouter(),
+		cache: &cache{
+			db: cfg.Pool, maxAge: cfg.CacheMaxAge, timeout: cfg.DBTimeout,
+			onFloor: func(f int) { cfg.Metrics.Floor.Set(float64(f)) },
+		},
+		slots: make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
+	}
+	a.mux.Use(middleware.RequestID, a.instrument)
+	a.mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	a.mux.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", http.MethodGet) // every route is GET only
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+	a.mux.Get("/", a.query)
 	a.mux.Get("/healthz", a.healthz)
-	a.mux.Get("/readyz", a.readyz)
+	a.mux.With(a.limit).Get("/readyz", a.readyz)
+	a.mux.With(a.limit).Get("/status", a.status)
 	a.mux.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(cfg.Metrics.Registry, promhttp.HandlerOpts{}))
 	return a, nil
 }
@@ -53,30 +97,11 @@ func New(cfg Config) (*API, error) {
 // ServeHTTP makes the API an http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 
-// healthz says the process is alive; it touches nothing else.
-func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
+// Invalidate drops the cached answer: call it after committing a change to
+// points or the floor.
+func (a *API) Invalidate() { a.cache.invalidate() }
 
-// readyz says whether this replica can answer queries: the database answers
-// and its schema is the one this binary expects.
-func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.DBTimeout)
-	defer cancel()
-	cur, latest, err := pgsql.SchemaVersion(ctx, a.cfg.Pool)
-	switch {
-	case err != nil:
-		a.cfg.Logger.WarnContext(ctx, "not ready", slog.Any("err", err))
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "database unavailable"})
-	case cur != latest:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "schema not current", "version": cur, "want": latest})
-	default:
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "version": cur})
-	}
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+// dbContext bounds a request's database calls.
+func (a *API) dbContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), a.cfg.DBTimeout)
 }

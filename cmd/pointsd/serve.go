@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/pointsd/pointsd/httpapi"
@@ -28,6 +29,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	period := fs.Duration("period", updater.DefaultPeriod, "time between cycle starts (cycles start on wall-clock multiples of it), at least 100ms")
 	workers := fs.Int("workers", updater.DefaultWorkers, "buckets updated at once, 1..64")
 	slow := fs.Duration("slow-cycle", updater.DefaultSlowCycle, "log a warning for cycles slower than this")
+	useCache := fs.Bool("cache", true, "answer GET / from memory while the answer is known to hold; -cache=false reads the database per request")
+	maxAge := fs.Duration("cache-max-age", time.Second, "longest a cached answer is reused, whatever the schedule says")
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
@@ -42,6 +45,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if *slow <= 0 {
 		return usageError{fmt.Sprintf("pointsd serve: -slow-cycle must be positive, got %v", *slow)}
+	}
+	if *maxAge <= 0 {
+		return usageError{fmt.Sprintf("pointsd serve: -cache-max-age must be positive, got %v", *maxAge)}
 	}
 	log := newLogger(stderr)
 
@@ -65,12 +71,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := errors.Join(m.RegisterPool("query", pool), m.RegisterPool("updater", upool)); err != nil {
 		return err
 	}
+	var api *httpapi.API
 	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log,
-		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow})
+		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow,
+		OnCommit: func() { api.Invalidate() }})
 	if err != nil {
 		return err
 	}
-	api, err := httpapi.New(httpapi.Config{Pool: pool, Logger: log, Metrics: m})
+	api, err = httpapi.New(httpapi.Config{Pool: pool, Logger: log, Metrics: m, Updater: upd,
+		NoCache: !*useCache, CacheMaxAge: *maxAge})
 	if err != nil {
 		return err
 	}
@@ -87,13 +96,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("serving", slog.String("addr", ln.Addr().String()))
 
+	// The updater (when leader) and the change listener run beside the
+	// server until shutdown.
 	uctx, stopUpdater := context.WithCancel(ctx)
 	defer stopUpdater()
+	var bg sync.WaitGroup
+	bg.Go(func() { _ = upd.Run(uctx) })
+	bg.Go(func() { api.Listen(uctx) })
 	updaterDone := make(chan struct{})
-	go func() {
-		defer close(updaterDone)
-		_ = upd.Run(uctx)
-	}()
+	go func() { bg.Wait(); close(updaterDone) }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

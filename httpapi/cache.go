@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pointsd/pointsd/partition"
+	pgsql "github.com/pointsd/pointsd/sql"
+)
+
+// clockSkew is taken off every answer's lifetime: it is computed from this
+// replica's clock, the schedule from the leader's.
+const clockSkew = 100 * time.Millisecond
+
+// answer is a result of the query, ready to send.
+type answer struct {
+	users []byte    // the JSON array of users
+	floor int       // the floor the users are above
+	until time.Time // the answer is known to hold before this; zero: not reusable
+	gen   uint64    // the invalidation generation it was read in
+	ans   pgsql.Answer
+}
+
+// cache keeps the current answer in memory so that GET / needs no database
+// round trip in steady state.
+//
+// An answer is reused only while it is known to be true. The leader
+// publishes its schedule with every cycle and never departs from it: the
+// floor changes only when a cycle starts, at or after the boundary
+// started_at + period; a bucket is rewritten once per cycle and never
+// before its slot. So an answer whose users sit in buckets already
+// rewritten in the current cycle holds until the next boundary, and one
+// with a user in a pending bucket holds until that bucket's slot. Every
+// replica can tell that alone, without hearing from the leader in time.
+// Commits also invalidate the cache (in-process on the leader, by
+// LISTEN/NOTIFY elsewhere) so that a change is picked up at once, and no
+// answer lives longer than maxAge, a safety net.
+//
+// Refreshes are single-flight, and a request only ever waits for a refresh
+// that began after it arrived, so its answer is read after the request
+// started: never a stale one.
+type cache struct {
+	db      pgsql.DBTX
+	maxAge  time.Duration
+	timeout time.Duration
+	onFloor func(floor int)
+
+	gen     atomic.Uint64
+	current atomic.Pointer[answer]
+
+	mu      sync.Mutex
+	running *flight // the refresh in progress
+	queued  *flight // the refresh to run after it, which new arrivals join
+}
+
+type flight struct {
+	done chan struct{}
+	a    *answer
+	err  error
+}
+
+// invalidate makes the next request read afresh.
+func (c *cache) invalidate() { c.gen.Add(1) }
+
+// get returns an answer that is true at some moment after the call began.
+func (c *cache) get(ctx context.Context) (*answer, error) {
+	if a := c.current.Load(); a != nil && a.gen == c.gen.Load() && time.Now().Before(a.until) {
+		return a, nil
+	}
+	c.mu.Lock()
+	var f *flight
+	switch {
+	case c.running == nil:
+		f = &flight{done: make(chan struct{})}
+		c.running = f
+		go c.refresh(f)
+	case c.queued == nil:
+		f = &flight{done: make(chan struct{})}
+		c.queued = f
+	default:
+		f = c.queued
+	}
+	c.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.a, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// refresh runs flight f, then the flight queued behind it, if any.
+func (c *cache) refresh(f *flight) {
+	gen, start := c.gen.Load(), time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	f.a, f.err = read(ctx, c.db)
+	cancel()
+	if f.err == nil {
+		f.a.gen = gen
+		f.a.until = minTime(stableUntil(f.a.ans), start.Add(c.maxAge))
+		c.current.Store(f.a)
+		if c.onFloor != nil {
+			c.onFloor(f.a.floor)
+		}
+	}
+	c.mu.Lock()
+	c.running, c.queued = c.queued, nil
+	if c.running != nil {
+		go c.refresh(c.running)
+	}
+	c.mu.Unlock()
+	close(f.done)
+}
+
+// read queries an answer and renders its users.
+func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
+	a, err := pgsql.QueryAnswer(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	type user struct {
+		ID     int64 `json:"id"`
+		Points int   `json:"points"`
+	}
+	users := make([]user, len(a.Users))
+	for i, u := range a.Users {
+		users[i] = user{u.ID, u.Points}
+	}
+	b, err := json.Marshal(users)
+	if err != nil {
+		return nil, err
+	}
+	return &answer{users: b, floor: a.Floor, ans: a}, nil
+}
+
+// stableUntil is when a may first stop being true, by the published
+// schedule (see cache). Zero when there is no schedule to go by: a cycle run
+// by hand, or none yet.
+func stableUntil(a pgsql.Answer) time.Time {
+	if a.Period <= 0 || a.Buckets <= 0 {
+		return time.Time{}
+	}
+	sched := partition.Schedule{Period: a.Period, Buckets: a.Buckets}
+	until := a.StartedAt.Add(a.Period) // the floor, and every rewritten bucket
+	if a.Floor < 100 {
+		for _, u := range a.Users {
+			if u.BucketCycle < a.Cycle {
+				until = minTime(until, sched.Slot(a.StartedAt, u.Bucket))
+			}
+		}
+		// Short of two users, a pending bucket's rewrite may bring one.
+		if len(a.Users) < 2 && a.FirstPending >= 0 {
+			until = minTime(until, sched.Slot(a.StartedAt, a.FirstPending))
+		}
+	}
+	return until.Add(-clockSkew)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}

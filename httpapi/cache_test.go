@@ -1,0 +1,144 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/pointsd/pointsd/internal/pgtest"
+	"github.com/pointsd/pointsd/metrics"
+	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
+)
+
+func TestStableUntilFollowsThePublishedSchedule(t *testing.T) {
+	start := time.Date(2020, 7, 30, 17, 9, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return start.Add(d - clockSkew) }
+	done := func(bucket int) pgsql.User { return pgsql.User{Bucket: bucket, BucketCycle: 7} }
+	pending := func(bucket int) pgsql.User { return pgsql.User{Bucket: bucket, BucketCycle: 6} }
+	base := pgsql.Answer{Cycle: 7, Floor: 40, Period: time.Minute, StartedAt: start, Buckets: 60, FirstPending: 30}
+	for _, c := range []struct {
+		name  string
+		edit  func(*pgsql.Answer)
+		until time.Time
+	}{
+		{"users in rewritten buckets hold until the next cycle",
+			func(a *pgsql.Answer) { a.Users = []pgsql.User{done(0), done(3)} }, at(time.Minute)},
+		{"a user in a pending bucket holds until its slot",
+			func(a *pgsql.Answer) { a.Users = []pgsql.User{done(0), pending(45)} }, at(45 * time.Second)},
+		{"the earlier of two pending slots",
+			func(a *pgsql.Answer) { a.Users = []pgsql.User{pending(50), pending(40)} }, at(40 * time.Second)},
+		{"fewer than two users: until a pending bucket may add one",
+			func(a *pgsql.Answer) { a.Users = []pgsql.User{done(0)} }, at(30 * time.Second)},
+		{"fewer than two and nothing pending: until the next cycle",
+			func(a *pgsql.Answer) { a.Users, a.FirstPending = []pgsql.User{}, -1 }, at(time.Minute)},
+		{"floor 100: nobody can qualify until the floor changes",
+			func(a *pgsql.Answer) { a.Floor, a.Users = 100, []pgsql.User{} }, at(time.Minute)},
+		{"no published period (a cycle run by hand): not reusable",
+			func(a *pgsql.Answer) { a.Period, a.Users = 0, []pgsql.User{done(0), done(1)} }, time.Time{}},
+	} {
+		a := base
+		c.edit(&a)
+		if got := stableUntil(a); !got.Equal(c.until) {
+			t.Errorf("%s: until %v, want %v", c.name, got, c.until)
+		}
+	}
+}
+
+// Across rolling cycles, on the leader (invalidated in-process) and on
+// another replica (invalidated by NOTIFY): whenever nothing changed in the
+// database between just before and just after a request, the response must
+// be exactly true of that database.
+func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000})
+	pool := pgtest.Pool(t, url)
+
+	var leaderAPI *API
+	u, err := updater.New(updater.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
+		Period: time.Second, LeaderPoll: 100 * time.Millisecond, OnCommit: func() { leaderAPI.Invalidate() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaderAPI, leaderSrv := newAPI(t, url, Config{Updater: u})
+	replica, replicaSrv := newAPI(t, url, Config{})
+	lctx, stopListen := context.WithCancel(ctx)
+	listening := make(chan struct{})
+	go func() { replica.Listen(lctx); close(listening) }()
+	defer func() { stopListen(); <-listening }()
+	uctx, stopUpdater := context.WithCancel(ctx)
+	updating := make(chan struct{})
+	go func() { _ = u.Run(uctx); close(updating) }()
+	defer func() { stopUpdater(); <-updating }()
+
+	// snapshot reads, in one statement, what changes with every commit of
+	// the updater, how many users (of at most 2) are above the floor, and
+	// the points of the given users.
+	type snapshot struct {
+		version [3]int64
+		above   int
+		floor   int64
+		points  map[int64]int64
+	}
+	read := func(ids []int64) snapshot {
+		s := snapshot{points: map[int64]int64{}}
+		var pts []int64
+		var got []int64
+		if err := pool.QueryRow(ctx, `
+			SELECT s.cycle, s.floor, (SELECT sum(cycle) FROM buckets),
+			       (SELECT count(*) FROM (SELECT 1 FROM users WHERE points > s.floor LIMIT 2) x),
+			       coalesce((SELECT array_agg(id ORDER BY id) FROM users WHERE id = ANY($1)), '{}'),
+			       coalesce((SELECT array_agg(points ORDER BY id) FROM users WHERE id = ANY($1)), '{}')
+			FROM cycle_state s`, ids).Scan(&s.version[0], &s.version[1], &s.version[2], &s.above, &got, &pts); err != nil {
+			t.Fatal(err)
+		}
+		s.floor = s.version[1]
+		for i, id := range got {
+			s.points[id] = pts[i]
+		}
+		return s
+	}
+	checked := map[string]int{}
+	cycles := map[int64]bool{}
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		for name, base := range map[string]string{"leader": leaderSrv.URL, "replica": replicaSrv.URL} {
+			before := read(nil)
+			resp, err := http.Get(base + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body struct{ Users []struct{ ID, Points int64 } }
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s: %s, %v", name, resp.Status, err)
+			}
+			var ids []int64
+			for _, u := range body.Users {
+				ids = append(ids, u.ID)
+			}
+			after := read(ids)
+			if after.version != before.version {
+				continue // a change committed during the request: either answer is fine
+			}
+			cycles[after.version[0]] = true
+			checked[name]++
+			if len(body.Users) != after.above {
+				t.Fatalf("%s: %d users in the answer, the database has %d (of at most 2) above the floor", name, len(body.Users), after.above)
+			}
+			for _, u := range body.Users {
+				if p := after.points[u.ID]; p != u.Points || p <= after.floor {
+					t.Fatalf("%s, cycle %d: user %d with %d points in the answer; the database says %d points, floor %d",
+						name, after.version[0], u.ID, u.Points, p, after.floor)
+				}
+			}
+		}
+	}
+	if checked["leader"] < 20 || checked["replica"] < 20 || len(cycles) < 3 {
+		t.Fatalf("checked %v answers over %d cycles; want at least 20 each over 3 cycles", checked, len(cycles))
+	}
+}

@@ -1,0 +1,47 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgxlisten"
+
+	pgsql "github.com/pointsd/pointsd/sql"
+)
+
+// Listen invalidates the cache whenever another process commits a change
+// (the leader NOTIFYs in the committing transaction), until ctx ends. It
+// holds one dedicated connection, and reconnects after losing it; whatever
+// was missed meanwhile is covered by invalidating on every (re)connect.
+func (a *API) Listen(ctx context.Context) {
+	l := &pgxlisten.Listener{
+		Connect: func(ctx context.Context) (*pgx.Conn, error) {
+			cfg := a.cfg.Pool.Config().ConnConfig.Copy()
+			cfg.RuntimeParams["application_name"] = "pointsd-listen"
+			return pgx.ConnectConfig(ctx, cfg)
+		},
+		LogError: func(ctx context.Context, err error) {
+			if ctx.Err() == nil {
+				a.log.Warn("change listener", slog.Any("err", err))
+			}
+		},
+		ReconnectDelay: time.Second,
+	}
+	l.Handle(pgsql.ChangesChannel, invalidator{a})
+	_ = l.Listen(ctx) // returns only when ctx ends
+}
+
+type invalidator struct{ a *API }
+
+func (i invalidator) HandleNotification(context.Context, *pgconn.Notification, *pgx.Conn) error {
+	i.a.Invalidate()
+	return nil
+}
+
+func (i invalidator) HandleBacklog(context.Context, string, *pgx.Conn) error {
+	i.a.Invalidate()
+	return nil
+}
