@@ -22,11 +22,18 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	// means the database is unavailable (503).
 	code, msg := http.StatusServiceUnavailable, "database unavailable"
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57") {
+	switch {
+	case errors.Is(err, errOverloaded):
+		msg = "overloaded"
+	case errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57"):
 		code, msg = http.StatusInternalServerError, "internal error"
 	}
-	a.log.WarnContext(r.Context(), "request failed", slog.String("path", r.URL.Path),
-		slog.Int("code", code), slog.Any("err", err))
+	// Shed requests are counted by the request metric, not logged one by
+	// one: a flood would otherwise flood the log too.
+	if !errors.Is(err, errOverloaded) {
+		a.log.WarnContext(r.Context(), "request failed", slog.String("path", r.URL.Path),
+			slog.Int("code", code), slog.Any("err", err))
+	}
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}

@@ -18,7 +18,8 @@ const shedAfter = 100 * time.Millisecond
 var errOverloaded = errors.New("overloaded")
 
 // instrument times each request by route pattern (never the raw path),
-// method and status, and logs it: failures at warn, the rest at debug.
+// method and status, and logs it at debug level (failures are logged with
+// their cause where they happen).
 func (a *API) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -30,12 +31,8 @@ func (a *API) instrument(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		a.cfg.Metrics.HTTPDuration.WithLabelValues(route, r.Method, strconv.Itoa(ww.Status())).Observe(took.Seconds())
-		level := slog.LevelDebug
-		if ww.Status() >= 500 {
-			level = slog.LevelWarn
-		}
-		if a.log.Enabled(r.Context(), level) {
-			a.log.Log(r.Context(), level, "request", slog.String("method", r.Method),
+		if a.log.Enabled(r.Context(), slog.LevelDebug) {
+			a.log.Debug("request", slog.String("method", r.Method),
 				slog.String("route", route), slog.Int("code", ww.Status()), slog.Duration("took", took),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		}
@@ -45,9 +42,8 @@ func (a *API) instrument(next http.Handler) http.Handler {
 // limit sheds requests that cannot get a database slot quickly.
 func (a *API) limit(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !a.acquire(r) {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "overloaded")
+		if err := a.acquire(r); err != nil {
+			a.fail(w, r, err)
 			return
 		}
 		defer a.release()
@@ -55,16 +51,18 @@ func (a *API) limit(next http.Handler) http.Handler {
 	})
 }
 
-func (a *API) acquire(r *http.Request) bool {
+// acquire takes a database slot for r, or fails with errOverloaded after
+// shedAfter, or with the request's context error.
+func (a *API) acquire(r *http.Request) error {
 	t := time.NewTimer(shedAfter)
 	defer t.Stop()
 	select {
 	case a.slots <- struct{}{}:
-		return true
+		return nil
 	case <-t.C:
-		return false
+		return errOverloaded
 	case <-r.Context().Done():
-		return false
+		return r.Context().Err()
 	}
 }
 

@@ -49,8 +49,8 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) {
 // readThrough reads an answer for this request alone (the cache is off),
 // within the pool's bound.
 func (a *API) readThrough(r *http.Request) (*answer, error) {
-	if !a.acquire(r) {
-		return nil, errOverloaded
+	if err := a.acquire(r); err != nil {
+		return nil, err
 	}
 	defer a.release()
 	ctx, cancel := a.dbContext(r)
