@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/pointsd
 
-.PHONY: build run test fmt-check vet db-stop clean
+.PHONY: build run test bench fmt-check vet db-stop clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/pointsd
@@ -22,6 +22,16 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# Measures pointsd against the classic approach on a cluster of its own
+# (never DATABASE_URL's: it drops its database) and rewrites docs/BENCHMARKS.md.
+bench: build
+	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
+	$(GO) build -o bin/bench ./internal/bench
+	$(GO) build -o bin/staticserve ./internal/staticserve
+	env -u DATABASE_URL bin/devrun -dir .data/bench -db pointsd_bench -- \
+		bin/bench -pointsd $(BIN) -static bin/staticserve -out docs
 
 # Stops the ./.data cluster if a killed make run left it running.
 db-stop:

@@ -1,0 +1,113 @@
+// Command bench measures pointsd against the classic approach to the
+// exercise, side by side in one run on one machine, and writes
+// docs/BENCHMARKS.md with its plots. `make bench` runs it against a
+// PostgreSQL of its own (see internal/devrun); DATABASE_URL names the
+// database it may drop and recreate at will.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+type config struct {
+	pointsd, static string // binaries
+	out             string
+	users           int64
+	cycles          int
+	period          time.Duration
+	rate            int
+	dbURL           string
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.pointsd, "pointsd", "bin/pointsd", "pointsd binary")
+	flag.StringVar(&c.static, "static", "bin/staticserve", "static HTTP server binary")
+	flag.StringVar(&c.out, "out", "docs", "folder for BENCHMARKS.md and its plots")
+	flag.Int64Var(&c.users, "users", 1_000_000, "users")
+	flag.IntVar(&c.cycles, "cycles", 20, "full updates per approach")
+	flag.DurationVar(&c.period, "period", 20*time.Second, "period of the load-spread runs (two are measured per mode)")
+	flag.IntVar(&c.rate, "rate", 2000, "open-loop GET / requests per second in the load-spread runs")
+	flag.Parse()
+	c.dbURL = os.Getenv("DATABASE_URL")
+	if c.dbURL == "" {
+		log.Fatal("bench: DATABASE_URL is not set (make bench sets it)")
+	}
+	log.SetFlags(log.Ltime)
+	ctx := context.Background()
+	start := time.Now()
+	r := &report{started: start, cfg: c}
+	if err := resetDB(ctx, c.dbURL); err != nil {
+		log.Fatal(err)
+	}
+	for _, step := range []struct {
+		name string
+		run  func(context.Context, config, *report) error
+	}{
+		{"seeding", benchSeed},
+		{"full updates", benchUpdates},
+		{"load spread", benchSpread},
+		{"throughput", benchThroughput},
+	} {
+		log.Printf("%s…", step.name)
+		if err := step.run(ctx, c, r); err != nil {
+			log.Fatalf("bench: %s: %v", step.name, err)
+		}
+	}
+	r.took = time.Since(start)
+	if err := r.write(ctx, c); err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("wrote %s/BENCHMARKS.md in %s", c.out, r.took.Round(time.Second))
+}
+
+// resetDB drops and recreates the database of dbURL.
+func resetDB(ctx context.Context, dbURL string) error {
+	cfg, err := pgx.ParseConfig(dbURL)
+	if err != nil {
+		return err
+	}
+	name := cfg.Database
+	cfg.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for _, stmt := range []string{
+		"DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)",
+		"CREATE DATABASE " + pgx.Identifier{name}.Sanitize(),
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", stmt, err)
+		}
+	}
+	return nil
+}
+
+func openPool(ctx context.Context, dbURL string, conns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = conns
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// hostPort is the database server's address, for pgbench.
+func hostPort(dbURL string) (host, port, user, db string) {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return "", "", "", ""
+	}
+	return u.Hostname(), u.Port(), u.User.Username(), u.Path[1:]
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// report is everything measured, and writes BENCHMARKS.md.
+type report struct {
+	cfg     config
+	started time.Time
+	took    time.Duration
+
+	seedPlain, seedPointsd time.Duration
+	updates                []*updateRun // strict, classic, ranges
+	spread                 []*spreadRun // strict, rolling
+	throughput             []throughputRun
+	peakRSS                int64
+}
+
+func (r *report) write(ctx context.Context, c config) error {
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
+	if err := r.plots(c.out); err != nil {
+		return err
+	}
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	pgVersion := "unknown"
+	if pool, err := openPool(ctx, c.dbURL, 1); err == nil {
+		_ = pool.QueryRow(ctx, `SELECT version()`).Scan(&pgVersion)
+		pool.Close()
+	}
+	p("# pointsd benchmarks\n\n")
+	p("Measured by `make bench` on %s (took %s): pointsd and the classic approach side by side, in one run, on one machine. ",
+		r.started.UTC().Format("2006-01-02 15:04 MST"), r.took.Round(time.Second))
+	p("Absolute numbers drift with the machine's load; the ratios, measured in the same run, are what to compare.\n\n")
+	p("- Machine: %d cores (%s), %s of memory\n- %s\n- %d users; %d full updates per approach; load-spread periods of %s at %d requests/s\n\n",
+		runtime.NumCPU(), cpuModel(), memTotal(), pgVersion, c.users, c.cycles, c.period, c.rate)
+
+	p("## Targets\n\n| target | measured | |\n| --- | --- | --- |\n")
+	strict, classic := r.updates[0], r.updates[1]
+	steady := func(u *updateRun) time.Duration { return median(u.took[len(u.took)/2:]) }
+	ratio := steady(strict).Seconds() / steady(classic).Seconds()
+	p("| steady-state strict cycle ≤ 0.35× the classic UPDATE | %.2f× (%s vs %s, medians of cycles %d–%d) | %s |\n",
+		ratio, steady(strict).Round(time.Millisecond), steady(classic).Round(time.Millisecond), len(strict.took)/2+1, len(strict.took), met(ratio <= 0.35))
+	growth := float64(strict.bytes[len(strict.bytes)-1]) / float64(strict.bytes[0])
+	p("| table after cycle %d ≤ 1.1× after cycle 1 | %.2f× (%s → %s) | %s |\n",
+		len(strict.bytes), growth, mb(strict.bytes[0]), mb(strict.bytes[len(strict.bytes)-1]), met(growth <= 1.1))
+	rolling := r.spread[1]
+	spike := worstP99(rolling.seconds).Seconds() / medianP99(rolling.seconds).Seconds()
+	p("| rolling: worst second's p99 ≤ 1.5× the median second's | %.2f× (%s vs %s) | %s |\n",
+		spike, ms(worstP99(rolling.seconds)), ms(medianP99(rolling.seconds)), met(spike <= 1.5))
+	pd, static := r.throughput[0], r.throughput[1]
+	share := pd.rps / static.rps
+	p("| GET / ≥ 40%% of a static Go handler's requests/s | %.0f%% (%.0f vs %.0f req/s) | %s |\n", 100*share, pd.rps, static.rps, met(share >= 0.4))
+	p("| peak RSS during the throughput run < 64 MB | %s | %s |\n\n", mb(r.peakRSS), met(r.peakRSS < 64<<20))
+
+	p("## 1. Full update of %d users, steady state\n\n", c.users)
+	p("Each cycle rewrites every user's points. pointsd's strict cycle is one transaction over the hash-partitioned, fillfactor-45 table (every update HOT); ")
+	p("the classic approach is `UPDATE users SET points = floor(random()*101)` on a bigserial-keyed table at the default fillfactor; ")
+	p("the parallel variant updates that table in 1,000-id ranges on two connections. The three take turns, cycle by cycle.\n\n")
+	p("![time per cycle](update_time.svg)\n\n![table size](table_size.svg)\n\n")
+	p("| approach | cycle 1 | median of cycles %d–%d | size after cycle 1 | after cycle %d |\n| --- | --- | --- | --- | --- |\n", len(strict.took)/2+1, len(strict.took), len(strict.took))
+	for _, u := range r.updates {
+		p("| %s | %s | %s | %s | %s |\n", u.name, u.took[0].Round(time.Millisecond), steady(u).Round(time.Millisecond), mb(u.bytes[0]), mb(u.bytes[len(u.bytes)-1]))
+	}
+
+	p("\n## 2. Spread of load\n\n")
+	p("A constant open-loop load of %d `GET /` per second (latency measured from each request's scheduled time) over two full periods of %s, ", c.rate, c.period)
+	p("first with `-mode strict`, then `-mode rolling` (cycles start at seconds 0 and %d). Per second: p50 and p99 latency, and the WAL the database wrote.\n\n", int(c.period.Seconds()))
+	p("![p99 per second](latency.svg)\n\n![WAL per second](wal.svg)\n\n")
+	p("| mode | median second p50 | median second p99 | worst second p99 | worst / median p99 | peak WAL/s | errors |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	for _, s := range r.spread {
+		var errs int
+		p50s := make([]time.Duration, len(s.seconds))
+		for i, x := range s.seconds {
+			errs += x.Errors
+			p50s[i] = x.P50
+		}
+		p("| %s | %s | %s | %s | %.2f× | %s | %d |\n", s.mode, ms(median(p50s)), ms(medianP99(s.seconds)), ms(worstP99(s.seconds)),
+			worstP99(s.seconds).Seconds()/medianP99(s.seconds).Seconds(), mb(int64(maxF(s.walBytes))), errs)
+	}
+
+	p("\n## 3. Throughput of `GET /`\n\n`wrk -t2 -c64 -d10s` on pointsd and on a static Go `net/http` handler returning the same bytes (two runs each, alternating, averaged); ")
+	p("`pgbench -M prepared -c 8 -j 2 -T 10` running the query's SQL with a random floor.\n\n| server | requests/s | p99 | vs static |\n| --- | --- | --- | --- |\n")
+	for _, t := range r.throughput {
+		p("| %s | %.0f | %s | %.0f%% |\n", t.name, t.rps, ms(t.p99), 100*t.rps/static.rps)
+	}
+	p("\n## 4. Seeding %d users\n\n| method | median of 3 |\n| --- | --- |\n", c.users)
+	p("| plain `INSERT … SELECT generate_series` into an unpartitioned table | %s |\n", r.seedPlain.Round(time.Millisecond))
+	p("| `pointsd seed` (60 partitions, 2 connections) | %s (%.2f×) |\n", r.seedPointsd.Round(time.Millisecond), r.seedPointsd.Seconds()/r.seedPlain.Seconds())
+	p("\n## 5. Memory\n\npointsd's peak resident memory (VmHWM) after the throughput run: %s.\n", mb(r.peakRSS))
+	p("\n## Reproduce\n\n```sh\nmake bench\n```\n\nIt starts its own PostgreSQL under `./.data/bench`, installs `wrk` when missing (Debian), and rewrites this file and its plots.\n")
+	return os.WriteFile(filepath.Join(c.out, "BENCHMARKS.md"), []byte(b.String()), 0o644)
+}
+
+func (r *report) plots(dir string) error {
+	lines := func(title, x, y, file string, series map[string][]float64, order []string) error {
+		pl := plot.New()
+		pl.Title.Text, pl.X.Label.Text, pl.Y.Label.Text = title, x, y
+		pl.Y.Min = 0
+		var args []any
+		for _, name := range order {
+			pts := make(plotter.XYs, len(series[name]))
+			for i, v := range series[name] {
+				pts[i] = plotter.XY{X: float64(i + 1), Y: v}
+			}
+			args = append(args, name, pts)
+		}
+		if err := plotutil.AddLinePoints(pl, args...); err != nil {
+			return err
+		}
+		pl.Legend.Top = true
+		return pl.Save(18*vg.Centimeter, 10*vg.Centimeter, filepath.Join(dir, file))
+	}
+	upd, size := map[string][]float64{}, map[string][]float64{}
+	var names []string
+	for _, u := range r.updates {
+		names = append(names, u.name)
+		for i := range u.took {
+			upd[u.name] = append(upd[u.name], u.took[i].Seconds())
+			size[u.name] = append(size[u.name], float64(u.bytes[i])/(1<<20))
+		}
+	}
+	if err := lines("Full update of every user", "cycle", "seconds", "update_time.svg", upd, names); err != nil {
+		return err
+	}
+	if err := lines("Table size after each cycle", "cycle", "MiB", "table_size.svg", size, names); err != nil {
+		return err
+	}
+	lat, wal := map[string][]float64{}, map[string][]float64{}
+	names = nil
+	for _, s := range r.spread {
+		names = append(names, s.mode)
+		for i, x := range s.seconds {
+			lat[s.mode] = append(lat[s.mode], float64(x.P99.Microseconds())/1000)
+			if i < len(s.walBytes) {
+				wal[s.mode] = append(wal[s.mode], s.walBytes[i]/(1<<20))
+			}
+		}
+	}
+	if err := lines("GET / p99 per second under a constant load", "second", "p99 (ms)", "latency.svg", lat, names); err != nil {
+		return err
+	}
+	return lines("WAL written per second", "second", "MiB", "wal.svg", wal, names)
+}
+
+
+func met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+func mb(n int64) string        { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+func maxF(v []float64) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func memTotal() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			var kb int64
+			fmt.Sscan(f[1], &kb)
+			return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	return "unknown"
+}

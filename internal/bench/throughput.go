@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// throughputRun is one server's requests per second and p99 latency.
+type throughputRun struct {
+	name string
+	rps  float64
+	p99  time.Duration
+}
+
+// benchThroughput puts wrk (64 connections) on pointsd's GET / and on a
+// static Go handler returning the same bytes, alternating, and pgbench on
+// the query's SQL: the HTTP ceiling and the database ceiling beside pointsd.
+func benchThroughput(ctx context.Context, c config, r *report) error {
+	pd, err := startServer(ctx, c, c.pointsd, []string{"serve"}, "/readyz")
+	if err != nil {
+		return err
+	}
+	defer pd.stop()
+	resp, err := http.Get(pd.url("/"))
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	st, err := startServer(ctx, c, c.static, []string{"-body", string(body)}, "/")
+	if err != nil {
+		return err
+	}
+	defer st.stop()
+
+	runs := map[string][]throughputRun{}
+	for range 2 {
+		for _, s := range []struct {
+			name string
+			p    *proc
+		}{{"static Go handler (HTTP ceiling)", st}, {"pointsd GET /", pd}} {
+			t, err := wrk(ctx, s.name, s.p.url("/"))
+			if err != nil {
+				return err
+			}
+			log.Printf("  %s: %.0f req/s, p99 %v", s.name, t.rps, t.p99)
+			runs[s.name] = append(runs[s.name], t)
+		}
+	}
+	if r.peakRSS, err = pd.peakRSS(); err != nil {
+		return err
+	}
+	pg, err := pgbench(ctx, c)
+	if err != nil {
+		return err
+	}
+	log.Printf("  %s: %.0f queries/s, p99 %v", pg.name, pg.rps, pg.p99)
+	for _, name := range []string{"pointsd GET /", "static Go handler (HTTP ceiling)"} {
+		r.throughput = append(r.throughput, mean(runs[name]))
+	}
+	r.throughput = append(r.throughput, pg)
+	return nil
+}
+
+func mean(runs []throughputRun) throughputRun {
+	out := throughputRun{name: runs[0].name}
+	for _, t := range runs {
+		out.rps += t.rps / float64(len(runs))
+		out.p99 += t.p99 / time.Duration(len(runs))
+	}
+	return out
+}
+
+var (
+	wrkRPS = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkP99 = regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`)
+	wrkBad = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
+)
+
+func wrk(ctx context.Context, name, url string) (throughputRun, error) {
+	out, err := exec.CommandContext(ctx, "wrk", "-t2", "-c64", "-d10s", "--latency", url).Output()
+	if err != nil {
+		return throughputRun{}, fmt.Errorf("wrk: %w", err)
+	}
+	if m := wrkBad.FindSubmatch(out); m != nil {
+		return throughputRun{}, fmt.Errorf("wrk on %s: %s non-200 responses", name, m[1])
+	}
+	rps, p99 := wrkRPS.FindSubmatch(out), wrkP99.FindSubmatch(out)
+	if rps == nil || p99 == nil {
+		return throughputRun{}, fmt.Errorf("wrk output not understood: %s", out)
+	}
+	t := throughputRun{name: name}
+	t.rps, _ = strconv.ParseFloat(string(rps[1]), 64)
+	d, err := time.ParseDuration(string(p99[1]) + string(p99[2]))
+	t.p99 = d
+	return t, err
+}
+
+// pgbench runs the query's SQL (a random floor each time) with 8 clients on
+// both cores, and reads its per-transaction log for the p99.
+func pgbench(ctx context.Context, c config) (throughputRun, error) {
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		out, err := exec.Command("pg_config", "--bindir").Output()
+		if err != nil {
+			return throughputRun{}, fmt.Errorf("pgbench not found")
+		}
+		bin = filepath.Join(strings.TrimSpace(string(out)), "pgbench")
+	}
+	dir, err := os.MkdirTemp("", "pgbench-")
+	if err != nil {
+		return throughputRun{}, err
+	}
+	defer os.RemoveAll(dir)
+	script := filepath.Join(dir, "query.sql")
+	if err := os.WriteFile(script, []byte("\\set floor random(0, 99)\nSELECT id, points FROM users WHERE points > :floor LIMIT 2;\n"), 0o644); err != nil {
+		return throughputRun{}, err
+	}
+	host, port, user, db := hostPort(c.dbURL)
+	cmd := exec.CommandContext(ctx, bin, "-n", "-h", host, "-p", port, "-U", user, "-M", "prepared",
+		"-c", "8", "-j", "2", "-T", "10", "-f", script, "-l", "--log-prefix", filepath.Join(dir, "log"), db)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return throughputRun{}, fmt.Errorf("pgbench: %w: %s", err, out)
+	}
+	m := regexp.MustCompile(`tps = ([0-9.]+)`).FindSubmatch(out)
+	if m == nil {
+		return throughputRun{}, fmt.Errorf("pgbench output not understood: %s", out)
+	}
+	t := throughputRun{name: "pgbench, the query's SQL, 8 clients (database ceiling)"}
+	t.rps, _ = strconv.ParseFloat(string(m[1]), 64)
+	logs, _ := filepath.Glob(filepath.Join(dir, "log*"))
+	var lat []time.Duration
+	for _, l := range logs {
+		f, err := os.Open(l)
+		if err != nil {
+			return t, err
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) >= 3 {
+				us, _ := strconv.ParseInt(f[2], 10, 64)
+				lat = append(lat, time.Duration(us)*time.Microsecond)
+			}
+		}
+		f.Close()
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		t.p99 = lat[len(lat)*99/100]
+	}
+	return t, nil
+}
