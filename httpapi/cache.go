@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,9 +36,9 @@ type answer struct {
 // rewritten in the current cycle holds until the next boundary, and one
 // with a user in a pending bucket holds until that bucket's slot. Every
 // replica can tell that alone, without hearing from the leader in time.
-// Commits also invalidate the cache (in-process on the leader, by
-// LISTEN/NOTIFY elsewhere) so that a change is picked up at once, and no
-// answer lives longer than maxAge, a safety net.
+// Commits that touch what an answer depends on also invalidate it
+// (in-process on the leader, by LISTEN/NOTIFY elsewhere) so that a change is
+// picked up at once, and no answer lives longer than maxAge, a safety net.
 //
 // Refreshes are single-flight, and a request only ever waits for a refresh
 // that began after it arrived, so its answer is read after the request
@@ -64,6 +65,19 @@ type flight struct {
 
 // invalidate makes the next request read afresh.
 func (c *cache) invalidate() { c.gen.Add(1) }
+
+// committed invalidates the answer if a commit to bucket could change it:
+// the floor changed, a user of the answer lives in that bucket, or the
+// answer is short of two users and the bucket may bring one. Other buckets'
+// rewrites leave it true. (An answer being read meanwhile is covered by the
+// schedule: it cannot outlive the slot of a pending bucket it relies on.)
+func (c *cache) committed(bucket int) {
+	a := c.current.Load()
+	if a == nil || bucket < 0 || (len(a.ans.Users) < 2 && a.floor < 100) ||
+		slices.ContainsFunc(a.ans.Users, func(u pgsql.User) bool { return u.Bucket == bucket }) {
+		c.invalidate()
+	}
+}
 
 // get returns an answer that is true at some moment after the call began.
 func (c *cache) get(ctx context.Context) (*answer, error) {

@@ -59,7 +59,7 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 
 	var leaderAPI *API
 	u, err := updater.New(updater.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
-		Period: time.Second, LeaderPoll: 100 * time.Millisecond, OnCommit: func() { leaderAPI.Invalidate() }})
+		Period: time.Second, LeaderPoll: 100 * time.Millisecond, OnCommit: func(bucket int) { leaderAPI.Committed(bucket) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,5 +140,30 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 	}
 	if checked["leader"] < 20 || checked["replica"] < 20 || len(cycles) < 3 {
 		t.Fatalf("checked %v answers over %d cycles; want at least 20 each over 3 cycles", checked, len(cycles))
+	}
+}
+
+// Only a commit that can change the answer drops it.
+func TestCommitInvalidatesOnlyWhatTheAnswerDependsOn(t *testing.T) {
+	two := pgsql.Answer{Floor: 50, Users: []pgsql.User{{ID: 1, Bucket: 3}, {ID: 2, Bucket: 7}}}
+	one := pgsql.Answer{Floor: 50, Users: []pgsql.User{{ID: 1, Bucket: 3}}}
+	none := pgsql.Answer{Floor: 100, Users: []pgsql.User{}}
+	for _, c := range []struct {
+		ans     pgsql.Answer
+		bucket  int
+		dropped bool
+	}{
+		{two, 3, true}, {two, 7, true}, {two, 4, false}, {two, pgsql.AllBuckets, true},
+		{one, 4, true},   // short of two: any bucket may bring one
+		{none, 4, false}, // floor 100: no bucket can
+		{none, pgsql.AllBuckets, true},
+	} {
+		var ca cache
+		ca.current.Store(&answer{floor: c.ans.Floor, ans: c.ans})
+		before := ca.gen.Load()
+		ca.committed(c.bucket)
+		if dropped := ca.gen.Load() != before; dropped != c.dropped {
+			t.Errorf("answer %v, commit to bucket %d: dropped %v, want %v", c.ans.Users, c.bucket, dropped, c.dropped)
+		}
 	}
 }

@@ -97,9 +97,13 @@ func New(cfg Config) (*API, error) {
 // ServeHTTP makes the API an http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
 
-// Invalidate drops the cached answer: call it after committing a change to
-// points or the floor.
+// Invalidate drops the cached answer.
 func (a *API) Invalidate() { a.cache.invalidate() }
+
+// Committed tells the API that a change to bucket (or, for
+// updater.AllBuckets, to the floor) committed. The cached answer is dropped
+// only if it depends on that bucket.
+func (a *API) Committed(bucket int) { a.cache.committed(bucket) }
 
 // dbContext bounds a request's database calls.
 func (a *API) dbContext(r *http.Request) (context.Context, context.CancelFunc) {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,8 +37,12 @@ func (a *API) Listen(ctx context.Context) {
 
 type invalidator struct{ a *API }
 
-func (i invalidator) HandleNotification(context.Context, *pgconn.Notification, *pgx.Conn) error {
-	i.a.Invalidate()
+func (i invalidator) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	bucket, err := strconv.Atoi(n.Payload)
+	if err != nil {
+		bucket = pgsql.AllBuckets // unknown: assume the worst
+	}
+	i.a.Committed(bucket)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package sql
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,8 +43,13 @@ func ReadState(ctx context.Context, db DBTX) (State, error) {
 
 // ChangesChannel is the NOTIFY channel on which every transaction that
 // changes points or the floor announces itself, at its commit, to the
-// replicas caching answers.
+// replicas caching answers. The payload is the bucket rewritten, or
+// AllBuckets when a cycle started.
 const ChangesChannel = "pointsd_changes"
+
+// AllBuckets is the notification payload of a started cycle: the floor
+// changed (and, in strict mode, every bucket).
+const AllBuckets = -1
 
 // Cycle is what a leader publishes when a cycle starts.
 type Cycle struct {
@@ -75,8 +81,8 @@ func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
 			WHERE cycle = $1 - 1
 			RETURNING cycle
 		)
-		SELECT pg_notify($7, cycle::text) FROM started`,
-		c.Number, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel)
+		SELECT pg_notify($7, $8) FROM started`,
+		c.Number, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets))
 	if err != nil {
 		return false, fmt.Errorf("start cycle %d: %w", c.Number, err)
 	}
@@ -139,7 +145,7 @@ func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, cycle, seed int64) (ro
 	if rows, err = UpdatePartition(ctx, tx, b.Partition, seed); err != nil {
 		return 0, false, err
 	}
-	if _, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ChangesChannel, fmt.Sprint(cycle)); err != nil {
+	if _, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ChangesChannel, strconv.Itoa(b.Index)); err != nil {
 		return 0, false, fmt.Errorf("notify: %w", err)
 	}
 	return rows, true, nil

@@ -17,6 +17,9 @@ import (
 	pgsql "github.com/pointsd/pointsd/sql"
 )
 
+// AllBuckets is the bucket OnCommit gets when a cycle starts.
+const AllBuckets = pgsql.AllBuckets
+
 // ErrNotStarted is returned when another updater started the cycle first.
 var ErrNotStarted = errors.New("cycle already started by another updater")
 
@@ -96,7 +99,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 		return res, fmt.Errorf("strict cycle %d: %w", c.Number, err)
 	}
 	res.Took = time.Since(start)
-	u.committed(res.Rows, c.Floor)
+	u.committed(res.Rows, c.Floor, AllBuckets)
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res.Took)
 }
@@ -116,7 +119,7 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 		if !started {
 			return res, fmt.Errorf("rolling cycle %d: %w", c.Number, ErrNotStarted)
 		}
-		u.committed(0, c.Floor)
+		u.committed(0, c.Floor, AllBuckets)
 	}
 	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
 	if err != nil {
@@ -210,7 +213,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		if claimed {
 			o.took = time.Since(start)
 			u.cfg.Metrics.BucketDuration.Observe(o.took.Seconds())
-			u.committed(o.rows, -1)
+			u.committed(o.rows, -1, b.Index)
 		}
 		return o, nil
 	}
@@ -230,14 +233,14 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 }
 
 // committed accounts for a commit: rows rewritten, the floor if published
-// (floor < 0: unchanged), and tells OnCommit.
-func (u *Updater) committed(rows int64, floor int) {
+// (floor < 0: unchanged), and tells OnCommit which bucket changed.
+func (u *Updater) committed(rows int64, floor, bucket int) {
 	u.cfg.Metrics.RowsUpdated.Add(float64(rows))
 	if floor >= 0 {
 		u.cfg.Metrics.Floor.Set(float64(floor))
 	}
 	if u.cfg.OnCommit != nil {
-		u.cfg.OnCommit()
+		u.cfg.OnCommit(bucket)
 	}
 }
 

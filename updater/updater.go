@@ -48,8 +48,9 @@ type Config struct {
 	// every value; by default it is seeded at random.
 	Rand *rand.Rand
 	// OnCommit, if set, is called after every committed change of points or
-	// floor: a started cycle, a bucket, a strict cycle.
-	OnCommit func()
+	// floor with the bucket rewritten, or AllBuckets when a cycle started
+	// (the floor changed, and in strict mode every bucket).
+	OnCommit func(bucket int)
 }
 
 // Updater runs cycles: when asked (RunCycle) or, as the leader among the

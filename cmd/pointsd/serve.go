@@ -74,7 +74,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	var api *httpapi.API
 	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log,
 		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow,
-		OnCommit: func() { api.Invalidate() }})
+		OnCommit: func(bucket int) { api.Committed(bucket) }})
 	if err != nil {
 		return err
 	}

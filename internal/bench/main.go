@@ -37,6 +37,7 @@ func main() {
 	flag.IntVar(&c.cycles, "cycles", 20, "full updates per approach")
 	flag.DurationVar(&c.period, "period", 20*time.Second, "period of the load-spread runs (two are measured per mode)")
 	flag.IntVar(&c.rate, "rate", 2000, "open-loop GET / requests per second in the load-spread runs")
+	only := flag.String("only", "", "run only this step (seed, updates, spread, throughput) and print, not write, the results")
 	flag.Parse()
 	c.dbURL = os.Getenv("DATABASE_URL")
 	if c.dbURL == "" {
@@ -53,17 +54,28 @@ func main() {
 		name string
 		run  func(context.Context, config, *report) error
 	}{
-		{"seeding", benchSeed},
-		{"full updates", benchUpdates},
-		{"load spread", benchSpread},
+		{"seed", benchSeed},
+		{"updates", benchUpdates},
+		{"spread", benchSpread},
 		{"throughput", benchThroughput},
 	} {
+		if *only != "" && *only != step.name && step.name != "seed" {
+			continue
+		}
 		log.Printf("%s…", step.name)
 		if err := step.run(ctx, c, r); err != nil {
 			log.Fatalf("bench: %s: %v", step.name, err)
 		}
 	}
 	r.took = time.Since(start)
+	if *only != "" {
+		for _, s := range r.spread {
+			for i, x := range s.seconds {
+				log.Printf("%s %2d p50 %v p99 %v", s.mode, i, x.P50, x.P99)
+			}
+		}
+		return
+	}
 	if err := r.write(ctx, c); err != nil {
 		log.Fatal(err)
 	}

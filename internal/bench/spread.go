@@ -29,8 +29,16 @@ func benchSpread(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	defer pool.Close()
-	for _, mode := range []string{"strict", "rolling"} {
-		p, err := startServer(ctx, c, c.pointsd, []string{"serve", "-mode", mode, "-period", c.period.String()}, "/readyz")
+	// The same load on a static handler is the control: the noise of this
+	// machine, load generator included, with no pointsd and no database.
+	for _, mode := range []string{"strict", "rolling", "static handler (control)"} {
+		var p *proc
+		var err error
+		if mode == "static handler (control)" {
+			p, err = startServer(ctx, c, c.static, nil, "/")
+		} else {
+			p, err = startServer(ctx, c, c.pointsd, []string{"serve", "-mode", mode, "-period", c.period.String()}, "/readyz")
+		}
 		if err != nil {
 			return err
 		}
@@ -89,5 +97,5 @@ func p99s(s []load.Second) []time.Duration {
 	return out
 }
 
-func worstP99(s []load.Second) time.Duration { return slices.Max(p99s(s)) }
+func worstP99(s []load.Second) time.Duration  { return slices.Max(p99s(s)) }
 func medianP99(s []load.Second) time.Duration { return median(p99s(s)) }
