@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -28,11 +29,18 @@ type throughputRun struct {
 // static Go handler returning the same bytes, alternating, and pgbench on
 // the query's SQL: the HTTP ceiling and the database ceiling beside pointsd.
 func benchThroughput(ctx context.Context, c config, r *report) error {
-	pd, err := startServer(ctx, c, c.pointsd, []string{"serve"}, "/readyz")
+	started := time.Now()
+	pd, err := startServer(ctx, c, c.pointsd, []string{"serve", "-period", c.period.String()}, "/readyz")
 	if err != nil {
 		return err
 	}
 	defer pd.stop()
+	// Until its first cycle, a new leader has published no schedule that
+	// replicas can trust, and every GET / reads the database (batched):
+	// measure the steady state, rolling cycles running.
+	if err := waitFirstCycle(pd, started, 2*c.period); err != nil {
+		return err
+	}
 	resp, err := http.Get(pd.url("/"))
 	if err != nil {
 		return err
@@ -163,4 +171,25 @@ func pgbench(ctx context.Context, c config) (throughputRun, error) {
 		t.p99 = lat[len(lat)*99/100]
 	}
 	return t, nil
+}
+
+// waitFirstCycle waits until the server's leader has started a cycle after
+// since.
+func waitFirstCycle(p *proc, since time.Time, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(p.url("/status"))
+		if err == nil {
+			var st struct {
+				CycleStartedAt time.Time `json:"cycle_started_at"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err == nil && st.CycleStartedAt.After(since) {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("no cycle started within %v", timeout)
 }
