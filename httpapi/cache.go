@@ -18,11 +18,10 @@ const clockSkew = 100 * time.Millisecond
 
 // answer is a result of the query, ready to send.
 type answer struct {
-	users []byte    // the JSON array of users
-	floor int       // the floor the users are above
-	until time.Time // the answer is known to hold before this; zero: not reusable
-	gen   uint64    // the invalidation generation it was read in
-	ans   pgsql.Answer
+	users []byte       // the JSON array of users
+	until time.Time    // the answer is known to hold before this; zero: not reusable
+	gen   uint64       // the invalidation generation it was read in
+	ans   pgsql.Answer // what it was read from
 }
 
 // cache keeps the current answer in memory so that GET / needs no database
@@ -73,7 +72,7 @@ func (c *cache) invalidate() { c.gen.Add(1) }
 // schedule: it cannot outlive the slot of a pending bucket it relies on.)
 func (c *cache) committed(bucket int) {
 	a := c.current.Load()
-	if a == nil || bucket < 0 || (len(a.ans.Users) < 2 && a.floor < 100) ||
+	if a == nil || bucket < 0 || (len(a.ans.Users) < 2 && a.ans.Floor < 100) ||
 		slices.ContainsFunc(a.ans.Users, func(u pgsql.User) bool { return u.Bucket == bucket }) {
 		c.invalidate()
 	}
@@ -117,7 +116,7 @@ func (c *cache) refresh(f *flight) {
 		f.a.until = minTime(stableUntil(f.a.ans), start.Add(c.maxAge))
 		c.current.Store(f.a)
 		if c.onFloor != nil {
-			c.onFloor(f.a.floor)
+			c.onFloor(f.a.ans.Floor)
 		}
 	}
 	c.mu.Lock()
@@ -147,7 +146,7 @@ func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &answer{users: b, floor: a.Floor, ans: a}, nil
+	return &answer{users: b, ans: a}, nil
 }
 
 // stableUntil is when a may first stop being true, by the published

@@ -159,7 +159,7 @@ func TestCommitInvalidatesOnlyWhatTheAnswerDependsOn(t *testing.T) {
 		{none, pgsql.AllBuckets, true},
 	} {
 		var ca cache
-		ca.current.Store(&answer{floor: c.ans.Floor, ans: c.ans})
+		ca.current.Store(&answer{ans: c.ans})
 		before := ca.gen.Load()
 		ca.committed(c.bucket)
 		if dropped := ca.gen.Load() != before; dropped != c.dropped {

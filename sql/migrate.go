@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -145,8 +146,9 @@ func newProvider(pool *pgxpool.Pool, partitions int, log *slog.Logger) (*goose.P
 }
 
 // latestVersion is the newest migration this binary knows: the highest of
-// the embedded files' versions and the Go migration's.
-func latestVersion() (int64, error) {
+// the embedded files' versions and the Go migration's. Read once: /readyz
+// asks on every probe.
+var latestVersion = sync.OnceValues(func() (int64, error) {
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	if err != nil {
 		return 0, err
@@ -160,7 +162,7 @@ func latestVersion() (int64, error) {
 		latest = max(latest, v)
 	}
 	return latest, nil
-}
+})
 
 // createUsers is migration 1: the users table, its partitions and the
 // buckets table mapping the two. It is Go rather than SQL only because the

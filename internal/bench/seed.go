@@ -23,7 +23,6 @@ func benchSeed(ctx context.Context, c config, r *report) error {
 		if err != nil {
 			return err
 		}
-		defer pool.Close()
 		if err := pgsql.Migrate(ctx, pool, pgsql.DefaultPartitions, nil); err != nil {
 			return err
 		}

@@ -20,7 +20,6 @@ type spreadRun struct {
 	mode     string
 	seconds  []load.Second
 	walBytes []float64 // per second
-	cycles   []int     // seconds (from the start of the counted load) at which a cycle started
 }
 
 func benchSpread(ctx context.Context, c config, r *report) error {
@@ -75,9 +74,6 @@ func benchSpread(ctx context.Context, c config, r *report) error {
 
 		run.seconds = secs[warmup:]
 		run.walBytes = wal[warmup:min(len(wal), seconds)]
-		for i := range 2 {
-			run.cycles = append(run.cycles, i*int(c.period.Seconds()))
-		}
 		errs := 0
 		for _, s := range run.seconds {
 			errs += s.Errors
