@@ -30,13 +30,28 @@ func (a *API) instrument(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		a.cfg.Metrics.HTTPDuration.WithLabelValues(route, r.Method, strconv.Itoa(ww.Status())).Observe(took.Seconds())
+		method := methodLabel(r.Method)
+		a.cfg.Metrics.HTTPDuration.WithLabelValues(route, method, strconv.Itoa(ww.Status())).Observe(took.Seconds())
 		if a.log.Enabled(r.Context(), slog.LevelDebug) {
-			a.log.Debug("request", slog.String("method", r.Method),
+			a.log.Debug("request", slog.String("method", method),
 				slog.String("route", route), slog.Int("code", ww.Status()), slog.Duration("took", took),
 				slog.String("request_id", middleware.GetReqID(r.Context())))
 		}
 	})
+}
+
+// methodLabel is r.Method if it is one of HTTP's registered methods, else
+// "OTHER". The method is the client's to choose (any token is valid HTTP),
+// and every distinct label value is a new series kept for the life of the
+// process: a raw method label lets anyone who can reach the port grow
+// memory without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }
 
 // limit sheds requests that cannot get a database slot quickly.
