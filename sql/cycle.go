@@ -134,8 +134,8 @@ func Buckets(ctx context.Context, db DBTX) ([]Bucket, error) {
 // exactly once per cycle, and wholly or not at all.
 func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, cycle, seed int64) (rows int64, claimed bool, err error) {
 	tag, err := tx.Exec(ctx, `
-		UPDATE buckets SET cycle = $1, updated_at = now()
-		WHERE bucket = $2 AND cycle < $1`, cycle, b.Index)
+		UPDATE buckets SET cycle = $1, seed = $3, updated_at = now()
+		WHERE bucket = $2 AND cycle < $1`, cycle, b.Index, seed)
 	if err != nil {
 		return 0, false, fmt.Errorf("claim bucket %d: %w", b.Index, err)
 	}
@@ -161,7 +161,7 @@ func DrawAll(ctx context.Context, tx pgx.Tx, c Cycle) (rows int64, started bool,
 	if rows, err = UpdateAll(ctx, tx, c.Seed); err != nil {
 		return 0, false, err
 	}
-	if _, err = tx.Exec(ctx, `UPDATE buckets SET cycle = $1, updated_at = now()`, c.Number); err != nil {
+	if _, err = tx.Exec(ctx, `UPDATE buckets SET cycle = $1, seed = $2, updated_at = now()`, c.Number, c.Seed); err != nil {
 		return 0, false, fmt.Errorf("mark buckets: %w", err)
 	}
 	return rows, true, nil
