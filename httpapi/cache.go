@@ -44,6 +44,7 @@ type answer struct {
 // started: never a stale one.
 type cache struct {
 	db      pgsql.DBTX
+	reset   func() // drops the pool's connections before a retried read
 	maxAge  time.Duration
 	timeout time.Duration
 	onFloor func(floor int)
@@ -109,7 +110,7 @@ func (c *cache) get(ctx context.Context) (*answer, error) {
 func (c *cache) refresh(f *flight) {
 	gen, start := c.gen.Load(), time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	f.a, f.err = read(ctx, c.db)
+	f.a, f.err = pgsql.RetryRead(ctx, c.reset, func(ctx context.Context) (*answer, error) { return read(ctx, c.db) })
 	cancel()
 	if f.err == nil {
 		f.a.gen = gen

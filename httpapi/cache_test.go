@@ -71,7 +71,7 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 	defer func() { stopListen(); <-listening }()
 	uctx, stopUpdater := context.WithCancel(ctx)
 	updating := make(chan struct{})
-	go func() { _ = u.Run(uctx); close(updating) }()
+	go func() { u.Run(uctx); close(updating) }()
 	defer func() { stopUpdater(); <-updating }()
 
 	// snapshot reads, in one statement, what changes with every commit of

@@ -6,9 +6,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	pgsql "github.com/pointsd/pointsd/sql"
 )
 
 // fail answers a request that met err: one place maps errors to statuses.
@@ -17,22 +18,24 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away
 	}
-	// An error the server reported is ours (500) unless it is about the
-	// connection or a shutdown; anything else (refused, reset, timed out)
-	// means the database is unavailable (503).
+	// Damage and errors about reaching the database (down, restarting,
+	// refusing our credentials) are 503: they pass. Any other error the
+	// server reported is ours (500).
 	code, msg := http.StatusServiceUnavailable, "database unavailable"
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.Is(err, errOverloaded):
 		msg = "overloaded"
-	case errors.As(err, &pgErr) && !strings.HasPrefix(pgErr.Code, "08") && !strings.HasPrefix(pgErr.Code, "57"):
+	case errors.Is(err, pgsql.ErrNoState):
+		msg = "not ready"
+	case !pgsql.IsConnError(err) && errors.As(err, &pgErr):
 		code, msg = http.StatusInternalServerError, "internal error"
 	}
-	// Shed requests are counted by the request metric, not logged one by
-	// one: a flood would otherwise flood the log too.
+	// Shed requests are counted by the request metric, not logged; other
+	// failures are logged at most once a second with a count, since an
+	// outage fails every request at once.
 	if !errors.Is(err, errOverloaded) {
-		a.log.WarnContext(r.Context(), "request failed", slog.String("path", r.URL.Path),
-			slog.Int("code", code), slog.Any("err", err))
+		a.failures.log(r.Context(), slog.String("path", r.URL.Path), slog.Int("code", code), slog.Any("err", err))
 	}
 	if code == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")

@@ -52,6 +52,8 @@ type API struct {
 	// slots bounds the requests using the query pool at once: beyond it
 	// they are shed with a fast 503 rather than queued without limit.
 	slots chan struct{}
+	// failures logs failed requests, at most one line a second.
+	failures *sampledLog
 }
 
 // New validates cfg and builds the router.
@@ -73,10 +75,11 @@ func New(cfg Config) (*API, error) {
 		log: cfg.Logger,
 		mux: chi.NewRouter(),
 		cache: &cache{
-			db: cfg.Pool, maxAge: cfg.CacheMaxAge, timeout: cfg.DBTimeout,
+			db: cfg.Pool, reset: cfg.Pool.Reset, maxAge: cfg.CacheMaxAge, timeout: cfg.DBTimeout,
 			onFloor: func(f int) { cfg.Metrics.Floor.Set(float64(f)) },
 		},
-		slots: make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
+		slots:    make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
+		failures: &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "requests failed", interval: time.Second},
 	}
 	a.mux.Use(middleware.RequestID, a.instrument)
 	a.mux.NotFound(func(w http.ResponseWriter, r *http.Request) {

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"time"
+
+	pgsql "github.com/pointsd/pointsd/sql"
 )
 
 // timestampLayout is the previous query's time as the exercise sends it.
@@ -55,5 +58,5 @@ func (a *API) readThrough(r *http.Request) (*answer, error) {
 	defer a.release()
 	ctx, cancel := a.dbContext(r)
 	defer cancel()
-	return read(ctx, a.cfg.Pool)
+	return pgsql.RetryRead(ctx, a.cfg.Pool.Reset, func(ctx context.Context) (*answer, error) { return read(ctx, a.cfg.Pool) })
 }

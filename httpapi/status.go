@@ -1,7 +1,7 @@
 package httpapi
 
 import (
-	"log/slog"
+	"context"
 	"net/http"
 	"time"
 
@@ -13,27 +13,50 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz says whether this replica can answer queries: the database answers
-// and its schema is the one this binary expects.
+// readyz says whether this replica can answer queries: the database
+// answers, its schema is the one this binary expects, and nothing in it is
+// damaged (see sql.CheckState). A 503 says why.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := a.dbContext(r)
 	defer cancel()
-	cur, latest, err := pgsql.SchemaVersion(ctx, a.cfg.Pool)
+	type readiness struct {
+		version, latest int64
+		problems        []pgsql.Problem
+	}
+	rd, err := pgsql.RetryRead(ctx, a.cfg.Pool.Reset, func(ctx context.Context) (readiness, error) {
+		var rd readiness
+		var err error
+		if rd.version, rd.latest, err = pgsql.SchemaVersion(ctx, a.cfg.Pool); err != nil || rd.version != rd.latest {
+			return rd, err
+		}
+		rd.problems, err = pgsql.CheckState(ctx, a.cfg.Pool)
+		return rd, err
+	})
 	switch {
 	case err != nil:
-		a.log.WarnContext(ctx, "not ready", slog.Any("err", err))
-		writeError(w, http.StatusServiceUnavailable, "database unavailable")
-	case cur != latest:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "schema not current", "version": cur, "want": latest})
+		a.fail(w, r, err)
+	case rd.version != rd.latest:
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "schema not current", "version": rd.version, "want": rd.latest})
+	case len(rd.problems) > 0:
+		a.cfg.Metrics.SetProblems(rd.problems)
+		details := make([]string, len(rd.problems))
+		for i, p := range rd.problems {
+			details[i] = p.Detail
+		}
+		w.Header().Set("Retry-After", "10")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "database damaged", "problems": details})
 	default:
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "version": cur})
+		a.cfg.Metrics.SetProblems(nil)
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "version": rd.version})
 	}
 }
 
 // statusBody is GET /status.
 type statusBody struct {
-	Mode           string     `json:"mode"`   // this replica's configured mode
-	Leader         bool       `json:"leader"` // whether this replica runs the updater
+	Mode           string     `json:"mode"`                     // this replica's configured mode
+	Leader         bool       `json:"leader"`                   // whether this replica runs the updater
+	LeaderProblem  string     `json:"leader_problem,omitempty"` // why it cannot lead, or last stepped down
 	Cycle          int64      `json:"cycle"`
 	CycleMode      string     `json:"cycle_mode"` // the mode the current cycle runs in
 	CycleStartedAt time.Time  `json:"cycle_started_at"`
@@ -49,14 +72,16 @@ type statusBody struct {
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := a.dbContext(r)
 	defer cancel()
-	st, err := pgsql.ReadState(ctx, a.cfg.Pool)
+	st, err := pgsql.RetryRead(ctx, a.cfg.Pool.Reset, func(ctx context.Context) (pgsql.State, error) {
+		return pgsql.ReadState(ctx, a.cfg.Pool)
+	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	u := a.cfg.Updater.Status()
 	writeJSON(w, http.StatusOK, statusBody{
-		Mode: string(u.Mode), Leader: u.Leader,
+		Mode: string(u.Mode), Leader: u.Leader, LeaderProblem: u.Problem,
 		Cycle: st.Cycle, CycleMode: st.Mode, CycleStartedAt: st.StartedAt, Floor: st.Floor,
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,
 		LastCycle: st.LastDuration, FinishedAt: st.FinishedAt,

@@ -8,6 +8,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	pgsql "github.com/pointsd/pointsd/sql"
 )
 
 // Metrics are pointsd's instruments and the registry holding them.
@@ -25,6 +27,12 @@ type Metrics struct {
 	UpdateErrors   prometheus.Counter
 	Leader         prometheus.Gauge
 	Floor          prometheus.Gauge
+	// LeaderEligible is 0 while this replica cannot do the leader's work
+	// (a role that may only read, a standby) and so does not campaign.
+	LeaderEligible prometheus.Gauge
+	// StateProblems counts, by check, the damage the last check found in
+	// the database (see sql.CheckState): anything but 0 needs an operator.
+	StateProblems *prometheus.GaugeVec
 
 	// HTTPDuration times requests by chi route pattern, method and status.
 	HTTPDuration *prometheus.HistogramVec
@@ -65,6 +73,14 @@ func New() *Metrics {
 			Name: "pointsd_qualifying_floor",
 			Help: "The qualifying floor this replica last saw: queries return points above it.",
 		}),
+		LeaderEligible: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pointsd_leader_eligible",
+			Help: "1 while this replica can do the leader's work and campaigns for it, 0 while it cannot (see /status).",
+		}),
+		StateProblems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pointsd_state_problems",
+			Help: "Damage found in the database by the last check, by check (see /readyz); pointsd migrate repairs it.",
+		}, []string{"check"}),
 		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pointsd_http_request_duration_seconds",
 			Help:    "HTTP request latency by route pattern, method and status code.",
@@ -73,11 +89,26 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.CycleDuration, m.BucketDuration, m.RowsUpdated, m.CycleOverruns,
-		m.UpdateErrors, m.Leader, m.Floor, m.HTTPDuration,
+		m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.StateProblems, m.HTTPDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.LeaderEligible.Set(1)
+	for _, c := range pgsql.AllChecks {
+		m.StateProblems.WithLabelValues(c)
+	}
 	return m
+}
+
+// SetProblems records the findings of a state check.
+func (m *Metrics) SetProblems(problems []pgsql.Problem) {
+	n := map[string]int{}
+	for _, p := range problems {
+		n[p.Check]++
+	}
+	for _, c := range pgsql.AllChecks {
+		m.StateProblems.WithLabelValues(c).Set(float64(n[c]))
+	}
 }
 
 // RegisterPool adds a connection pool's statistics (pgxpool_*), labelled

@@ -2,6 +2,7 @@ package sql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -22,6 +23,9 @@ type State struct {
 	LastDuration *float64   `db:"last_duration"` // seconds, of the last finished cycle
 	BucketsDone  int        `db:"buckets_done"`
 	BucketsTotal int        `db:"buckets_total"`
+	// MaxBucketCycle is the latest cycle any bucket was rewritten in: never
+	// above Cycle unless the state was edited by hand.
+	MaxBucketCycle int64 `db:"max_bucket_cycle"`
 }
 
 // ReadState returns the current cycle's state.
@@ -29,12 +33,16 @@ func ReadState(ctx context.Context, db DBTX) (State, error) {
 	rows, err := db.Query(ctx, `
 		SELECT s.cycle, s.floor, s.seed, s.mode, s.period_ms, s.started_at, s.finished_at, s.last_duration,
 		       (SELECT count(*) FROM buckets b WHERE b.cycle >= s.cycle)::int AS buckets_done,
-		       (SELECT count(*) FROM buckets)::int AS buckets_total
+		       (SELECT count(*) FROM buckets)::int AS buckets_total,
+		       (SELECT coalesce(max(cycle), 0) FROM buckets) AS max_bucket_cycle
 		FROM cycle_state s`)
 	if err != nil {
 		return State{}, fmt.Errorf("read cycle state: %w", err)
 	}
 	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[State])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return State{}, ErrNoState
+	}
 	if err != nil {
 		return State{}, fmt.Errorf("read cycle state: %w", err)
 	}
@@ -63,9 +71,10 @@ type Cycle struct {
 	StartedAt time.Time
 }
 
-// StartCycle publishes c's floor and seed, if c is the cycle after the
-// current one. It reports false when another leader got there first: a cycle
-// starts exactly once whatever happens to leadership.
+// StartCycle publishes c's floor and seed, if c is numbered after the
+// current cycle (cycle numbers only grow). It reports false when another
+// leader got there first: a cycle starts exactly once whatever happens to
+// leadership.
 func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
 	var period *int64
 	if c.Period > 0 {
@@ -78,7 +87,7 @@ func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
 		WITH started AS (
 			UPDATE cycle_state
 			SET cycle = $1, floor = $2, seed = $3, mode = $4, period_ms = $5, started_at = $6, finished_at = NULL
-			WHERE cycle = $1 - 1
+			WHERE cycle < $1
 			RETURNING cycle
 		)
 		SELECT pg_notify($7, $8) FROM started`,
@@ -102,27 +111,33 @@ func FinishCycle(ctx context.Context, db DBTX, cycle int64, took time.Duration) 
 
 // Bucket is one rolling bucket: its index (the slot order) and partition.
 type Bucket struct {
-	Index     int            `db:"bucket"`
-	Partition pgx.Identifier `db:"-"`
-	Cycle     int64          `db:"cycle"` // the last cycle that rewrote it
+	Index int
+	// Partition is the bucket's table, nil when it no longer exists (it
+	// was dropped by hand: see CheckState).
+	Partition pgx.Identifier
+	Cycle     int64 // the last cycle that rewrote it
 }
 
-// Buckets lists the buckets in slot order.
+// Buckets lists every bucket in slot order, those whose partition is gone
+// included: slots are cut by the number of buckets, and a missing one must
+// not shift the others.
 func Buckets(ctx context.Context, db DBTX) ([]Bucket, error) {
 	rows, err := db.Query(ctx, `
 		SELECT b.bucket, n.nspname, c.relname, b.cycle
 		FROM buckets b
-		JOIN pg_class c ON c.oid = b.partition
-		JOIN pg_namespace n ON n.oid = c.relnamespace
+		LEFT JOIN pg_class c ON c.oid = b.partition
+		LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 		ORDER BY b.bucket`)
 	if err != nil {
 		return nil, fmt.Errorf("list buckets: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Bucket, error) {
 		var b Bucket
-		var schema, table string
+		var schema, table *string
 		err := row.Scan(&b.Index, &schema, &table, &b.Cycle)
-		b.Partition = pgx.Identifier{schema, table}
+		if table != nil {
+			b.Partition = pgx.Identifier{*schema, *table}
+		}
 		return b, err
 	})
 }

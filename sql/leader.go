@@ -33,3 +33,27 @@ func LeaderPID(ctx context.Context, db DBTX) (int, error) {
 	}
 	return pid, nil
 }
+
+// CanLead reports why db's role cannot do the leader's work ("" when it
+// can): a replica that may only read would otherwise take the leader lock,
+// fail every cycle and keep the lock from a replica that could run them.
+// It checks the server (a standby, or read-only by default) and the
+// privileges every cycle uses: UPDATE on the state, the buckets and each
+// partition, which rolling cycles address directly.
+func CanLead(ctx context.Context, db DBTX) (string, error) {
+	var why string
+	err := db.QueryRow(ctx, `
+		SELECT CASE
+			WHEN pg_is_in_recovery() THEN 'the database is a read-only standby'
+			WHEN current_setting('default_transaction_read_only')::bool THEN 'default_transaction_read_only is on for this role or database'
+			WHEN NOT has_table_privilege('cycle_state', 'UPDATE') OR NOT has_table_privilege('buckets', 'UPDATE')
+				THEN 'role ' || current_user || ' may not UPDATE cycle_state and buckets'
+			WHEN EXISTS (SELECT FROM buckets b JOIN pg_class c ON c.oid = b.partition
+			             WHERE NOT has_table_privilege(b.partition, 'UPDATE'))
+				THEN 'role ' || current_user || ' may not UPDATE every users partition'
+			ELSE '' END`).Scan(&why)
+	if err != nil {
+		return "", fmt.Errorf("check leader privileges: %w", err)
+	}
+	return why, nil
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	dbsql "database/sql"
 	"embed"
-	_ "embed"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -58,7 +57,7 @@ var ErrPartitions = errors.New("partitions mismatch")
 // count is fixed when the table is created.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, partitions int, log *slog.Logger) error {
 	if partitions < 0 || partitions > MaxPartitions {
-		return fmt.Errorf("partitions must be between 1 and %d, got %d", MaxPartitions, partitions)
+		return fmt.Errorf("partitions must be between 1 and %d (or 0 for the existing count), got %d", MaxPartitions, partitions)
 	}
 	want := partitions
 	if want == 0 {
@@ -84,6 +83,10 @@ func SchemaVersion(ctx context.Context, db DBTX) (current, latest int64, err err
 	latest, err = latestVersion()
 	if err != nil {
 		return 0, 0, err
+	}
+	var exists bool
+	if err = db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, migrationsTable).Scan(&exists); err != nil || !exists {
+		return 0, latest, wrapErr("read schema version", err) // no table: nothing applied
 	}
 	err = db.QueryRow(ctx,
 		`SELECT coalesce(max(version_id), 0) FROM `+migrationsTable+` WHERE is_applied`).Scan(&current)
@@ -173,12 +176,7 @@ func createUsers(ctx context.Context, tx *dbsql.Tx, partitions int) error {
 	}
 	for i := range partitions {
 		name := partition.Name(i, partitions)
-		// Numbers come from a validated int, the name is quoted: nothing
-		// here is formatted from input.
-		ddl := fmt.Sprintf(`CREATE TABLE %s PARTITION OF users
-			FOR VALUES WITH (MODULUS %d, REMAINDER %d)
-			WITH (fillfactor = %d, autovacuum_vacuum_cost_delay = 0)`,
-			pgx.Identifier{name}.Sanitize(), partitions, i, fillfactor)
+		ddl := partitionDDL(pgx.Identifier{name}, partitions, i)
 		if _, err := tx.ExecContext(ctx, ddl); err != nil {
 			return fmt.Errorf("create partition %s: %w", name, err)
 		}
@@ -189,4 +187,22 @@ func createUsers(ctx context.Context, tx *dbsql.Tx, partitions int) error {
 		}
 	}
 	return nil
+}
+
+// partitionDDL creates partition i of n of users, named name. The numbers
+// come from validated ints and the name is quoted: nothing here is
+// formatted from input.
+func partitionDDL(name pgx.Identifier, n, i int) string {
+	return fmt.Sprintf(`CREATE TABLE %s PARTITION OF users
+		FOR VALUES WITH (MODULUS %d, REMAINDER %d)
+		WITH (fillfactor = %d, autovacuum_vacuum_cost_delay = 0)`,
+		name.Sanitize(), n, i, fillfactor)
+}
+
+// wrapErr wraps err with what, or returns nil for a nil err.
+func wrapErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }

@@ -65,8 +65,11 @@ func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 		BucketCycle  *int64
 	}
 	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
-	if err != nil || len(got) == 0 {
-		return Answer{}, fmt.Errorf("query users: %w (%d rows)", err, len(got))
+	if err != nil {
+		return Answer{}, fmt.Errorf("query users: %w", err)
+	}
+	if len(got) == 0 {
+		return Answer{}, ErrNoState
 	}
 	r := got[0]
 	a := Answer{

@@ -14,6 +14,15 @@ import (
 // progress bar to move, large enough that statement overhead is noise.
 const seedChunk = 50_000
 
+// MaxUsers bounds Seed: a user takes about 130 bytes of table at fillfactor
+// 45, so a billion users is some 130 GB, already past what one PostgreSQL
+// rewrites every minute.
+const MaxUsers = 1_000_000_000
+
+// seedLockID is the advisory lock concurrent seeds serialize on, so that
+// the second finds the first's users instead of colliding with them.
+const seedLockID = 7_310_449_110_003
+
 // ErrTooManyUsers is returned by Seed when more users exist than asked for:
 // seeding never deletes.
 var ErrTooManyUsers = errors.New("more users exist than asked for")
@@ -26,11 +35,26 @@ type SeedResult struct {
 
 // Seed makes users 1..n exist with 0 points, adding only the missing ones,
 // in chunks spread over workers connections (the INSERT is CPU-bound in the
-// server, so one connection per core). progress, if not nil, is called
+// server, so one connection per core), and one more connection holding a lock
+// that serializes concurrent seeds. progress, if not nil, is called
 // after each chunk, never concurrently, with the users added so far and the
 // number that were missing.
 func Seed(ctx context.Context, pool *pgxpool.Pool, n int64, workers int, progress func(added, missing int64)) (SeedResult, error) {
 	var res SeedResult
+	if n < 0 || n > MaxUsers {
+		return res, fmt.Errorf("users must be between 0 and %d, got %d", MaxUsers, n)
+	}
+	// The lock is held by a connection of its own, closed at the end:
+	// closing the session releases the lock, whatever happened.
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		return res, fmt.Errorf("seed: %w", err)
+	}
+	lock := pc.Hijack()
+	defer lock.Close(context.Background())
+	if _, err := lock.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(seedLockID)); err != nil {
+		return res, fmt.Errorf("seed: take the seed lock: %w", err)
+	}
 	var maxID int64
 	if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(max(id), 0) FROM users`).
 		Scan(&res.Existing, &maxID); err != nil {
@@ -73,7 +97,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, n int64, workers int, progres
 			return nil
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	res.Added = added
 	// No ANALYZE: it would add a fifth to the time, and the query plans the
 	// same without statistics; autovacuum analyzes the partitions soon after.

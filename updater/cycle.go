@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pointsd/pointsd/partition"
 	pgsql "github.com/pointsd/pointsd/sql"
@@ -42,7 +44,7 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return u.run(ctx, u.newCycle(st.Cycle+1, time.Now(), false), false, false)
+	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, time.Now(), false), false, false)
 }
 
 // run runs cycle c (or resumes it, already started) in the configured mode
@@ -58,9 +60,6 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 	if err != nil {
 		return res, err
 	}
-	u.mu.Lock()
-	u.state.LastCycle = res.Took
-	u.mu.Unlock()
 	u.cfg.Metrics.CycleDuration.WithLabelValues(string(res.Mode)).Observe(res.Took.Seconds())
 	attrs := []any{slog.Int64("cycle", res.Cycle), slog.String("mode", string(res.Mode)),
 		slog.Int64("rows", res.Rows), slog.Duration("took", res.Took)}
@@ -109,6 +108,9 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 // when paced.
 func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
 	res := Result{Cycle: c.Number, Mode: Rolling}
+	if resume {
+		res.Mode = Mode(c.Mode) // a strict cycle whose finish was lost ends here
+	}
 	start := time.Now()
 	if !resume {
 		started, err := pgsql.StartCycle(ctx, u.cfg.Pool, c)
@@ -155,6 +157,9 @@ dispatch:
 	for _, b := range buckets {
 		if b.Cycle >= c.Number {
 			continue // resumed: already rewritten in this cycle
+		}
+		if b.Partition == nil {
+			continue // dropped by hand: reported by the damage check
 		}
 		if paced && !sleep(ctx, time.Until(sched.Slot(c.StartedAt, b.Index))) {
 			break
@@ -208,6 +213,9 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		})
 		if err != nil {
 			u.cfg.Metrics.UpdateErrors.Inc()
+			if permanent(err) {
+				return o, backoff.Permanent(err)
+			}
 			return o, err
 		}
 		if claimed {
@@ -230,6 +238,15 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		return 0, 0, fmt.Errorf("bucket %d: %w", b.Index, err)
 	}
 	return o.rows, o.took, nil
+}
+
+// permanent reports whether err will recur however often the bucket is
+// retried: the role may not write (42501, 25006) or the schema is not what
+// the statement expects (the rest of class 42). Retrying those for a whole
+// period would only delay the report.
+func permanent(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || pgErr.Code == "25006")
 }
 
 // committed accounts for a commit: rows rewritten, the floor if published

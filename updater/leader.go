@@ -43,7 +43,7 @@ func (u *Updater) campaign(ctx context.Context) (context.Context, func(), error)
 			}
 		}
 		if conn != nil {
-			ok, err := pgsql.TryLeaderLock(ctx, conn)
+			ok, err := u.tryLead(ctx, conn)
 			if ok {
 				break
 			}
@@ -82,4 +82,19 @@ func (u *Updater) campaign(ctx context.Context) (context.Context, func(), error)
 		conn.Close(context.Background())
 	}
 	return lctx, release, nil
+}
+
+// tryLead takes the leader lock on conn if this replica can do the
+// leader's work and the lock is free. A replica that cannot (its role may
+// only read) does not campaign, and says why in its status.
+func (u *Updater) tryLead(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	why, err := pgsql.CanLead(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+	u.setProblem(why)
+	if why != "" {
+		return false, nil
+	}
+	return pgsql.TryLeaderLock(ctx, conn)
 }

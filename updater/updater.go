@@ -64,9 +64,11 @@ type Updater struct {
 
 // Status is what the updater knows of itself.
 type Status struct {
-	Mode      Mode
-	Leader    bool
-	LastCycle time.Duration // the last finished cycle's duration, 0 before one
+	Mode   Mode
+	Leader bool
+	// Problem says why this replica cannot lead, or why it last stepped
+	// down; "" when there is none.
+	Problem string
 }
 
 // New validates cfg and fills its defaults.
@@ -111,70 +113,159 @@ func (u *Updater) setLeader(leader bool) {
 	u.cfg.Metrics.Leader.Set(map[bool]float64{true: 1}[leader])
 }
 
+// setProblem records why this replica cannot lead ("" when it can), and
+// logs it when it changes.
+func (u *Updater) setProblem(why string) {
+	u.mu.Lock()
+	old := u.state.Problem
+	u.state.Problem = why
+	u.mu.Unlock()
+	u.cfg.Metrics.LeaderEligible.Set(map[bool]float64{true: 1}[why == ""])
+	switch {
+	case why == old:
+	case why == "":
+		u.log.Info("this replica can lead again", slog.String("was", old))
+	default:
+		u.log.Error("this replica cannot lead", slog.String("why", why))
+	}
+}
+
 // Run campaigns for leadership until ctx ends, and runs a cycle on every
-// period boundary while it leads. It returns nil when ctx is cancelled.
-func (u *Updater) Run(ctx context.Context) error {
+// period boundary while it leads. A leader that lost its connection
+// campaigns again at once (it is likely the only one that can lead, and a
+// cycle may be waiting to be resumed); one that stepped down after failing
+// cycles lets the others lead for a while first.
+func (u *Updater) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		lead, release, err := u.campaign(ctx)
 		if err != nil {
-			break // ctx ended
+			return // ctx ended
 		}
 		u.setLeader(true)
 		u.log.Info("leading: this replica runs the updater", slog.String("mode", string(u.cfg.Mode)))
-		u.lead(lead)
+		stepDown := u.lead(lead)
 		release()
 		u.setLeader(false)
-		if ctx.Err() == nil {
-			u.log.Warn("lost leadership; campaigning again")
-			// Back off two polls, so that a healthy follower (which tries
-			// every poll) takes over rather than a replica whose connection
-			// just failed.
-			sleep(ctx, 2*u.cfg.LeaderPoll)
+		if ctx.Err() != nil {
+			return
+		}
+		if stepDown != nil {
+			pause := max(u.cfg.Period, 5*u.cfg.LeaderPoll)
+			u.setProblem(fmt.Sprintf("stepped down after %d failed cycles in a row: %v", maxFailedCycles, stepDown))
+			u.log.Error("stepped down so that another replica can lead", slog.Duration("pause", pause), slog.Any("err", stepDown))
+			if !sleep(ctx, pause) {
+				return
+			}
+			continue
+		}
+		u.log.Warn("lost leadership; campaigning again")
+	}
+}
+
+// maxFailedCycles is how many cycles in a row a leader may fail for a reason
+// of its own (not the database being unreachable) before it steps down: a
+// replica that cannot do the work must not keep the lock from one that can.
+const maxFailedCycles = 3
+
+// lateStart is how late in its period a cycle may still start: a leader
+// that took over (or came back) just after a boundary starts that period's
+// cycle at once, rather than leaving a whole period without one.
+const lateStart = 2 // a cycle may start up to period/lateStart late
+
+// lead runs cycles on the schedule until ctx ends (nil) or it fails
+// maxFailedCycles cycles in a row (the last error): an unfinished cycle is
+// resumed first, whenever it started, then a cycle starts on every boundary.
+func (u *Updater) lead(ctx context.Context) error {
+	failed := 0
+	var failedCycle int64 = -1 // not resumed again by this leader
+	for ctx.Err() == nil {
+		cycle, err := u.step(ctx, failedCycle)
+		switch {
+		case err == nil:
+			failed = 0
+			continue
+		case ctx.Err() != nil:
+			u.log.Warn("cycle interrupted: buckets committed so far stay, the rest wait for the next leader",
+				slog.Int64("cycle", cycle), slog.Any("err", err))
+			return nil
+		case errors.Is(err, pgsql.ErrNoState):
+			u.log.Error("cannot run cycles", slog.Any("err", err))
+		case pgsql.IsConnError(err):
+			u.log.Warn("cycle failed: database unreachable", slog.Int64("cycle", cycle), slog.Any("err", err))
+		default:
+			failed++
+			failedCycle = cycle
+			u.log.Error("cycle failed", slog.Int64("cycle", cycle), slog.Int("failed_in_a_row", failed), slog.Any("err", err))
+			if failed >= maxFailedCycles {
+				return err
+			}
+		}
+		if !sleep(ctx, u.cfg.LeaderPoll) {
+			return nil
 		}
 	}
 	return nil
 }
 
-// lead runs cycles on the schedule until ctx ends. A cycle this leader
-// finds started but unfinished in the current period (its predecessor died
-// mid-cycle) is resumed at once; otherwise the first cycle waits for the
-// next boundary.
-func (u *Updater) lead(ctx context.Context) {
-	for ctx.Err() == nil {
-		st, err := pgsql.ReadState(ctx, u.cfg.Pool)
-		if err != nil {
-			u.log.Error("read cycle state", slog.Any("err", err))
-			if !sleep(ctx, u.cfg.LeaderPoll) {
-				return
-			}
-			continue
+// step resumes the unfinished cycle, or waits for the next boundary and
+// runs that cycle. It returns the cycle it ran and the error it ended with.
+func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, error) {
+	st, err := pgsql.ReadState(ctx, u.cfg.Pool)
+	if err != nil {
+		return 0, err
+	}
+	u.cfg.Metrics.Floor.Set(float64(st.Floor))
+	u.reportDamage(ctx)
+	now := time.Now()
+	future := st.StartedAt.After(now.Add(time.Second))
+	if future {
+		u.log.Warn("cycle_state.started_at is in the future (a leader with a fast clock, or an edit): not waiting for it",
+			slog.Time("started_at", st.StartedAt), slog.Int64("cycle", st.Cycle))
+	}
+	if st.Cycle > 0 && st.FinishedAt == nil && st.Cycle != failedCycle {
+		u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
+		c := cycleOf(st)
+		// On the schedule it was published with, unless that schedule
+		// cannot be true.
+		_, err := u.run(ctx, c, true, c.Period > 0 && !future)
+		return st.Cycle, err
+	}
+
+	sched := partition.Schedule{Period: u.cfg.Period, Buckets: max(st.BucketsTotal, 1)}
+	next := sched.NextCycle(now)
+	if cur := sched.CycleStart(now); st.StartedAt.Before(cur) && now.Sub(cur) <= u.cfg.Period/lateStart {
+		next = cur // this period has no cycle yet: start it late
+	}
+	// Replicas trust the published schedule to know how long their answers
+	// stay true: never start before it says the next cycle may, even if
+	// this leader's period is shorter than its predecessor's. A schedule in
+	// the future is not one any leader kept, and is not waited for.
+	if st.PeriodMS != nil && !future {
+		for published := st.StartedAt.Add(time.Duration(*st.PeriodMS) * time.Millisecond); next.Before(published); {
+			next = next.Add(u.cfg.Period)
 		}
-		u.cfg.Metrics.Floor.Set(float64(st.Floor))
-		sched := partition.Schedule{Period: u.cfg.Period, Buckets: max(st.BucketsTotal, 1)}
-		now := time.Now()
-		if st.StartedAt.Equal(sched.CycleStart(now)) && st.FinishedAt == nil && Mode(st.Mode) == Rolling {
-			u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
-			if _, err := u.run(ctx, cycleOf(st), true, true); err != nil && ctx.Err() == nil {
-				u.log.Error("cycle failed", slog.Int64("cycle", st.Cycle), slog.Any("err", err))
-			}
-			continue
-		}
-		next := sched.NextCycle(now)
-		// Replicas trust the published schedule to know how long their
-		// answers stay true: never start before it says the next cycle may,
-		// even if this leader's period is shorter than its predecessor's.
-		if st.PeriodMS != nil {
-			for published := st.StartedAt.Add(time.Duration(*st.PeriodMS) * time.Millisecond); next.Before(published); {
-				next = next.Add(u.cfg.Period)
-			}
-		}
-		if !sleep(ctx, time.Until(next)) {
-			return
-		}
-		c := u.newCycle(st.Cycle+1, next, true)
-		if _, err := u.run(ctx, c, false, true); err != nil && ctx.Err() == nil {
-			u.log.Error("cycle failed", slog.Int64("cycle", c.Number), slog.Any("err", err))
-		}
+	}
+	if !sleep(ctx, time.Until(next)) {
+		return 0, ctx.Err()
+	}
+	// Buckets claimed by a later cycle than the state's (the number was
+	// set back by hand) would never be claimed again: number past them.
+	number := max(st.Cycle, st.MaxBucketCycle) + 1
+	c := u.newCycle(number, next, true)
+	_, err = u.run(ctx, c, false, true)
+	return c.Number, err
+}
+
+// reportDamage checks the database for damage done from outside, logs each
+// problem at ERROR and sets the metric.
+func (u *Updater) reportDamage(ctx context.Context) {
+	problems, err := pgsql.CheckState(ctx, u.cfg.Pool)
+	if err != nil {
+		return // the cycle will meet the same error and report it
+	}
+	u.cfg.Metrics.SetProblems(problems)
+	for _, p := range problems {
+		u.log.Error("database damaged", slog.String("check", p.Check), slog.String("problem", p.Detail))
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -40,7 +42,9 @@ func connect(ctx context.Context, getenv func(string) string, maxConns int32) (*
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("database unreachable: %w", err)
+		// A timeout names no host by itself.
+		at := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
+		return nil, fmt.Errorf("database unreachable (%s, database %q): %w", at, cfg.ConnConfig.Database, err)
 	}
 	return pool, nil
 }
@@ -48,7 +52,10 @@ func connect(ctx context.Context, getenv func(string) string, maxConns int32) (*
 // requireSchema fails with what to run when the schema is missing or old.
 func requireSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	cur, latest, err := pgsql.SchemaVersion(ctx, pool)
-	if err != nil || cur < latest {
+	if err != nil {
+		return err
+	}
+	if cur < latest {
 		return fmt.Errorf("schema is not current (version %d of %d): run pointsd migrate first", cur, latest)
 	}
 	return nil

@@ -10,7 +10,9 @@ import (
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("migrate", "[-partitions N]",
-		"Creates or upgrades the schema. Idempotent, and safe when replicas run it at once.")
+		"Creates or upgrades the schema, and repairs what was damaged by hand where it can (a dropped\n"+
+			"partition, the deleted state row, a cycle number set back). Idempotent, and safe when replicas\n"+
+			"run it at once.")
 	partitions := fs.Int("partitions", pgsql.DefaultPartitions,
 		fmt.Sprintf("users partitions (rolling buckets), 1..%d; fixed when the table is created", pgsql.MaxPartitions))
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
@@ -31,6 +33,13 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if err := pgsql.Migrate(ctx, pool, want, nil); err != nil {
 		return err
+	}
+	repaired, err := pgsql.Repair(ctx, pool)
+	if err != nil {
+		return err
+	}
+	for _, r := range repaired {
+		fmt.Fprintln(stdout, "repaired: "+r)
 	}
 	cur, _, err := pgsql.SchemaVersion(ctx, pool)
 	if err != nil {

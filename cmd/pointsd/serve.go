@@ -59,6 +59,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := pgsql.Migrate(ctx, pool, 0, log); err != nil {
 		return err
 	}
+	repaired, err := pgsql.Repair(ctx, pool)
+	if err != nil {
+		return err
+	}
+	for _, r := range repaired {
+		log.Warn("repaired the database", slog.String("repair", r))
+	}
 	// The updater has its own connections, so that queries and updates
 	// cannot starve each other.
 	upool, err := connect(ctx, getenv, int32(*workers+2))
@@ -101,7 +108,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	uctx, stopUpdater := context.WithCancel(ctx)
 	defer stopUpdater()
 	var bg sync.WaitGroup
-	bg.Go(func() { _ = upd.Run(uctx) })
+	bg.Go(func() { upd.Run(uctx) })
 	bg.Go(func() { api.Listen(uctx) })
 	updaterDone := make(chan struct{})
 	go func() { bg.Wait(); close(updaterDone) }()

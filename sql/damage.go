@@ -1,0 +1,178 @@
+package sql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pointsd/pointsd/partition"
+)
+
+// Checks are the kinds of damage CheckState looks for: states pointsd never
+// gets into by itself, only by a hand on the database (a dropped table, a
+// deleted or edited row). They are a closed set, so each can label a metric.
+const (
+	// CheckStateRow: the cycle_state row is gone, so there is no floor to
+	// query with and no cycle to continue.
+	CheckStateRow = "cycle_state_row"
+	// CheckPartitions: a bucket's partition is gone (or detached), and with
+	// it the users it held.
+	CheckPartitions = "partitions"
+	// CheckCycleOrder: buckets claim a later cycle than cycle_state's, so
+	// the next cycles would find every bucket already claimed and rewrite
+	// nothing.
+	CheckCycleOrder = "cycle_order"
+)
+
+// AllChecks lists the checks, in report order.
+var AllChecks = []string{CheckStateRow, CheckPartitions, CheckCycleOrder}
+
+// Problem is one finding of CheckState.
+type Problem struct {
+	Check  string // one of AllChecks
+	Detail string // what is wrong and what repairs it, for an operator
+}
+
+// ErrNoState is returned when the cycle_state row is missing.
+var ErrNoState = errors.New("the cycle_state row is missing: run pointsd migrate to restore it")
+
+// CheckState looks for damage done to pointsd's tables from outside, in one
+// round trip over a handful of rows and the catalog: cheap enough for every
+// readiness probe.
+func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
+	var stateRows, missing, ahead int
+	var cycle, maxBucket int64
+	err := db.QueryRow(ctx, `
+		SELECT (SELECT count(*) FROM cycle_state)::int,
+		       coalesce((SELECT max(cycle) FROM cycle_state), 0),
+		       (SELECT count(*) FROM buckets b
+		        WHERE NOT EXISTS (SELECT FROM pg_inherits i
+		                          WHERE i.inhrelid = b.partition AND i.inhparent = 'users'::regclass))::int,
+		       (SELECT count(*) FROM buckets b WHERE b.cycle > (SELECT max(cycle) FROM cycle_state))::int,
+		       coalesce((SELECT max(cycle) FROM buckets), 0)`).
+		Scan(&stateRows, &cycle, &missing, &ahead, &maxBucket)
+	if err != nil {
+		return nil, fmt.Errorf("check state: %w", err)
+	}
+	var out []Problem
+	if stateRows == 0 {
+		out = append(out, Problem{CheckStateRow, ErrNoState.Error()})
+	}
+	if missing > 0 {
+		out = append(out, Problem{CheckPartitions, fmt.Sprintf(
+			"%d users partitions are missing, with their users: run pointsd migrate to recreate them, then pointsd seed to refill them", missing)})
+	}
+	if ahead > 0 {
+		out = append(out, Problem{CheckCycleOrder, fmt.Sprintf(
+			"%d buckets were rewritten in cycle %d but cycle_state says cycle %d, so cycles rewrite nothing: run pointsd migrate to restore the cycle number",
+			ahead, maxBucket, cycle)})
+	}
+	return out, nil
+}
+
+// Repair undoes what CheckState finds, where it can, under the migration
+// lock so that replicas starting together repair once. It returns one line
+// per repair made. It never deletes: users lost with a partition come back
+// with pointsd seed.
+func Repair(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	var done []string
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		done = nil
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLockID)); err != nil {
+			return err
+		}
+		steps := []func(context.Context, pgx.Tx) (string, error){
+			repairPartitions, repairStateRow, repairCycleOrder,
+		}
+		for _, step := range steps {
+			msg, err := step(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if msg != "" {
+				done = append(done, msg)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repair: %w", err)
+	}
+	return done, nil
+}
+
+// repairPartitions recreates the partitions of buckets whose table is gone,
+// empty, with the modulus and remainder the bucket always had.
+func repairPartitions(ctx context.Context, tx pgx.Tx) (string, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT bucket FROM buckets b
+		WHERE NOT EXISTS (SELECT FROM pg_inherits i
+		                  WHERE i.inhrelid = b.partition AND i.inhparent = 'users'::regclass)
+		ORDER BY bucket`)
+	if err != nil {
+		return "", err
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil || len(missing) == 0 {
+		return "", err
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM buckets`).Scan(&n); err != nil {
+		return "", err
+	}
+	for _, i := range missing {
+		name := pgx.Identifier{partition.Name(i, n)}
+		if _, err := tx.Exec(ctx, partitionDDL(name, n, i)); err != nil {
+			return "", fmt.Errorf("recreate partition %s: %w", name.Sanitize(), err)
+		}
+		// The new partition is empty: the bucket has never been rewritten.
+		if _, err := tx.Exec(ctx, `UPDATE buckets SET partition = $2::regclass, cycle = 0, seed = 0 WHERE bucket = $1`,
+			i, name.Sanitize()); err != nil {
+			return "", err
+		}
+	}
+	return fmt.Sprintf("recreated %d missing users partitions (empty: run pointsd seed to refill them)", len(missing)), nil
+}
+
+// repairStateRow restores a deleted cycle_state row as the last cycle the
+// buckets record, finished, with a new floor.
+func repairStateRow(ctx context.Context, tx pgx.Tx) (string, error) {
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO cycle_state (cycle, seed, floor, finished_at)
+		SELECT (SELECT coalesce(max(cycle), 0) FROM buckets),
+		       coalesce((SELECT seed FROM buckets ORDER BY cycle DESC LIMIT 1), 0),
+		       $1, now()
+		WHERE NOT EXISTS (SELECT FROM cycle_state)`, rand.IntN(101))
+	if err != nil || tag.RowsAffected() == 0 {
+		return "", err
+	}
+	return "restored the missing cycle_state row", nil
+}
+
+// repairCycleOrder moves a cycle number set back behind the buckets forward
+// to the latest cycle they record, with that cycle's seed. If some buckets
+// have not been rewritten in it, the cycle is left unfinished, so the next
+// leader resumes it.
+func repairCycleOrder(ctx context.Context, tx pgx.Tx) (string, error) {
+	var from, to int64
+	err := tx.QueryRow(ctx, `
+		WITH latest AS (SELECT cycle, seed FROM buckets ORDER BY cycle DESC LIMIT 1),
+		     old AS (SELECT cycle FROM cycle_state)
+		UPDATE cycle_state s
+		SET cycle = l.cycle, seed = l.seed,
+		    finished_at = CASE WHEN EXISTS (SELECT FROM buckets WHERE cycle < l.cycle) THEN NULL ELSE now() END
+		FROM latest l, old
+		WHERE l.cycle > s.cycle
+		RETURNING old.cycle, s.cycle`).Scan(&from, &to)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("moved the cycle number from %d forward to %d, the last cycle the buckets record", from, to), nil
+}

@@ -1,0 +1,51 @@
+package sql
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// IsConnError reports whether err is about reaching the database rather
+// than about the statement: the server is down, restarting, refusing
+// connections or credentials, or ended the session. Such errors are
+// nobody's fault in pointsd and pass when the database is back; any other
+// error the server reports (a missing privilege, a failed check) does not.
+func IsConnError(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrNoState) {
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true // whatever the cause, authentication included
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		c := pgErr.Code
+		// 08: connection exception; 53: insufficient resources (too many
+		// connections); 57P01-03: the server is shutting down or starting.
+		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "53") ||
+			c == "57P01" || c == "57P02" || c == "57P03"
+	}
+	// Not reported by the server: the transport failed (reset, EOF,
+	// timeout).
+	return true
+}
+
+// RetryRead runs read, and once more if it failed on the connection: a
+// pooled connection may have been ended server-side (a restart, an
+// administrator's pg_terminate_backend) while it sat idle, and a read-only
+// statement is always safe to repeat. Before the retry, reset drops the
+// pool's other connections, which died with it as a rule.
+func RetryRead[T any](ctx context.Context, reset func(), read func(context.Context) (T, error)) (T, error) {
+	v, err := read(ctx)
+	if err == nil || ctx.Err() != nil || !IsConnError(err) {
+		return v, err
+	}
+	if reset != nil {
+		reset()
+	}
+	return read(ctx)
+}
