@@ -233,16 +233,20 @@ func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, error) {
 
 	sched := partition.Schedule{Period: u.cfg.Period, Buckets: max(st.BucketsTotal, 1)}
 	next := sched.NextCycle(now)
-	if cur := sched.CycleStart(now); st.StartedAt.Before(cur) && now.Sub(cur) <= u.cfg.Period/lateStart {
-		next = cur // this period has no cycle yet: start it late
-	}
 	// Replicas trust the published schedule to know how long their answers
 	// stay true: never start before it says the next cycle may, even if
 	// this leader's period is shorter than its predecessor's. A schedule in
 	// the future is not one any leader kept, and is not waited for.
 	if st.PeriodMS != nil && !future {
-		for published := st.StartedAt.Add(time.Duration(*st.PeriodMS) * time.Millisecond); next.Before(published); {
+		published := st.StartedAt.Add(time.Duration(*st.PeriodMS) * time.Millisecond)
+		for next.Before(published) {
 			next = next.Add(u.cfg.Period)
+		}
+		// A kept schedule whose cycle is due in this period but was not
+		// started (the leader changed or came back just after the
+		// boundary) is continued late rather than skipped.
+		if cur := sched.CycleStart(now); !published.After(cur) && now.Sub(cur) <= u.cfg.Period/lateStart {
+			next = cur
 		}
 	}
 	if !sleep(ctx, time.Until(next)) {

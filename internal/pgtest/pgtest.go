@@ -94,7 +94,7 @@ func run(m *testing.M) int {
 type Options struct {
 	// Partitions of users; 0 means a small default (4) that keeps tests fast.
 	Partitions int
-	// Users seeded (0..n); 0 seeds none.
+	// Users seeded (1..n); 0 seeds none.
 	Users int64
 	// Empty skips migrations: the database has no schema at all.
 	Empty bool
@@ -202,3 +202,28 @@ func dbURL(name string) string {
 }
 
 func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// OffDraw counts users whose points are not the draw of the cycle their
+// bucket records (0 for a bucket never rewritten): pointsd's invariant at
+// every moment, mid-cycle included. It also fails t if a bucket's
+// partition is gone.
+func OffDraw(t testing.TB, db pgsql.DBTX) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow(context.Background(), `
+		SELECT count(*) FROM users u JOIN buckets b ON b.partition = u.tableoid
+		WHERE u.points <> CASE WHEN b.cycle = 0 THEN 0 ELSE pointsd_draw(u.id, b.seed) END`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Users returns the number of users and the highest id.
+func Users(t testing.TB, db pgsql.DBTX) (count, maxID int64) {
+	t.Helper()
+	if err := db.QueryRow(context.Background(),
+		`SELECT count(*), coalesce(max(id), 0) FROM users`).Scan(&count, &maxID); err != nil {
+		t.Fatal(err)
+	}
+	return count, maxID
+}

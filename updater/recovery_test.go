@@ -1,0 +1,270 @@
+package updater_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pointsd/pointsd/internal/pgtest"
+	"github.com/pointsd/pointsd/metrics"
+	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
+)
+
+// A replica whose role may only read never takes the leader lock, says
+// why, and the replica that can write leads.
+func TestReadOnlyReplicaNeverLeads(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 1_000})
+	pool := pgtest.Pool(t, url)
+	role := fmt.Sprintf("reader_%d", time.Now().UnixNano())
+	if _, err := pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(ctx, `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	cfg := updater.Config{Period: 300 * time.Millisecond}
+	reader, rm := newUpdater(t, poolAs(t, url, func(c *pgxpool.Config) { c.ConnConfig.User = role }), cfg)
+	runInBackground(t, reader)
+	eventually(t, 5*time.Second, "the reader says why it cannot lead", func() bool {
+		return strings.Contains(reader.Status().Problem, "may not UPDATE") && testutil.ToFloat64(rm.LeaderEligible) == 0
+	})
+
+	writer, _ := newUpdater(t, pool, cfg)
+	runInBackground(t, writer)
+	eventually(t, 5*time.Second, "the writer leads and runs cycles", func() bool {
+		return writer.Status().Leader && readState(t, pool).Cycle >= 2
+	})
+	if reader.Status().Leader {
+		t.Error("the read-only replica leads")
+	}
+}
+
+// A leader whose cycles keep failing for a reason of its own steps down,
+// and a healthy replica takes over.
+func TestLeaderThatKeepsFailingStepsDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 100})
+	pool := pgtest.Pool(t, url)
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION refuse_broken() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF current_setting('application_name') = 'broken' THEN RAISE EXCEPTION 'broken replica'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_broken BEFORE UPDATE ON cycle_state FOR EACH ROW EXECUTE FUNCTION refuse_broken();`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := updater.Config{Period: 200 * time.Millisecond, LeaderPoll: 50 * time.Millisecond}
+	broken, _ := newUpdater(t, poolAs(t, url, func(c *pgxpool.Config) {
+		c.ConnConfig.RuntimeParams["application_name"] = "broken"
+	}), cfg)
+	runInBackground(t, broken)
+	eventually(t, 5*time.Second, "the broken replica leads", func() bool { return broken.Status().Leader })
+
+	healthy, _ := newUpdater(t, pool, cfg)
+	runInBackground(t, healthy)
+	eventually(t, 10*time.Second, "the healthy replica leads and cycles advance", func() bool {
+		return healthy.Status().Leader && readState(t, pool).Cycle >= 2
+	})
+	if p := broken.Status().Problem; !strings.Contains(p, "stepped down") && broken.Status().Leader {
+		t.Errorf("broken replica: leader %v, problem %q", broken.Status().Leader, p)
+	}
+}
+
+// The leader loses its connection mid-cycle and cannot lead again until the
+// next boundary has passed (an outage): when it returns, it finishes the
+// cut cycle, then starts the cycle that boundary was due, late, on the
+// schedule: no cycle is left unfinished and no period goes without one.
+func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const period = 2 * time.Second
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 8, Users: 16_000})
+	pool := pgtest.Pool(t, url)
+	u, m := newUpdater(t, pgtest.Pool(t, url), updater.Config{Mode: updater.Rolling, Period: period})
+	runInBackground(t, u)
+
+	var cut pgsql.State
+	eventually(t, 3*period, "a cycle two buckets in", func() bool {
+		cut = readState(t, pool)
+		return cut.Cycle > 0 && cut.BucketsDone >= 2 && cut.BucketsDone <= 4
+	})
+	finished := cycleCount(t, m)
+
+	// End the leader's session and keep the lock until past the boundary:
+	// queue for the lock first, so that the lock goes to the test, not to
+	// the leader campaigning again.
+	hold, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leaderPID int
+	var key int64
+	if err := pool.QueryRow(ctx, `SELECT l.pid, (l.classid::bigint << 32) | l.objid::bigint
+		FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+		WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pointsd-leader'
+		  AND a.datname = current_database()`).Scan(&leaderPID, &key); err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan error, 1)
+	go func() { _, err := hold.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); locked <- err }()
+	eventually(t, 5*time.Second, "the test queues for the lock", func() bool {
+		var waiting bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting)
+		return err == nil && waiting
+	})
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, leaderPID); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-locked; err != nil {
+		t.Fatal(err)
+	}
+	boundary := cut.StartedAt.Add(period)
+	time.Sleep(time.Until(boundary.Add(200 * time.Millisecond)))
+	hold.Close(ctx)
+
+	eventually(t, period, "the next cycle starts", func() bool { return readState(t, pool).Cycle > cut.Cycle })
+	st := readState(t, pool)
+	if got := cycleCount(t, m); got != finished+1 {
+		t.Errorf("%d cycles finished since the cut, want 1: the cut cycle %d was not resumed", got-finished, cut.Cycle)
+	}
+	if st.Cycle != cut.Cycle+1 || !st.StartedAt.Equal(boundary) {
+		t.Errorf("next cycle %d started at %v, want cycle %d on the boundary %v", st.Cycle, st.StartedAt, cut.Cycle+1, boundary)
+	}
+	if n := pgtest.OffDraw(t, pool); n != 0 {
+		t.Errorf("%d users off their bucket's draw", n)
+	}
+}
+
+// A started_at in the future (a leader with a fast clock, an edit) is not
+// waited for: cycles go on, and a warning says why.
+func TestFutureStartedAtIsNotWaitedFor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 100}))
+	if _, err := pool.Exec(ctx, `UPDATE cycle_state
+		SET cycle = 1, started_at = now() + interval '1 hour', period_ms = 300, finished_at = now()`); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	u, _ := newUpdater(t, pool, updater.Config{Period: 300 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	runInBackground(t, u)
+	eventually(t, 5*time.Second, "cycles go on", func() bool { return readState(t, pool).Cycle >= 3 })
+	if !strings.Contains(logs.String(), "level=WARN msg=\"cycle_state.started_at is in the future") {
+		t.Errorf("no warning about the future started_at in the log:\n%s", logs.String())
+	}
+}
+
+// A dropped partition does not shift the other buckets' slots past the
+// period (every cycle overran): the cycles finish on time, and the damage
+// is logged at ERROR and counted.
+func TestMissingPartitionKeepsTheSchedule(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 4_000}))
+	if _, err := pool.Exec(ctx, `DROP TABLE users_p1`); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 800 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	runInBackground(t, u)
+	eventually(t, 10*time.Second, "two finished cycles", func() bool { return cycleCount(t, m) >= 2 })
+	if got := testutil.ToFloat64(m.CycleOverruns); got != 0 {
+		t.Errorf("%v overruns with a partition missing, want 0", got)
+	}
+	if got := testutil.ToFloat64(m.StateProblems.WithLabelValues(pgsql.CheckPartitions)); got != 1 {
+		t.Errorf("pointsd_state_problems{check=partitions} = %v, want 1", got)
+	}
+	if !strings.Contains(logs.String(), `level=ERROR msg="database damaged" check=partitions`) {
+		t.Errorf("no ERROR about the missing partition in the log:\n%s", logs.String())
+	}
+	if n := pgtest.OffDraw(t, pool); n != 0 {
+		t.Errorf("%d users off their bucket's draw", n)
+	}
+}
+
+// A cycle number set back by hand does not freeze the points: the next
+// cycle is numbered past every bucket and rewrites them all.
+func TestCycleNumberSetBackDoesNotFreezePoints(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000}))
+	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Rolling})
+	for range 3 {
+		if _, err := u.RunCycle(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `UPDATE cycle_state SET cycle = 1`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := u.RunCycle(ctx)
+	if err != nil || res.Cycle != 4 || res.Rows != 2_000 {
+		t.Fatalf("cycle after the number was set back: %+v, %v; want cycle 4 rewriting 2000 users", res, err)
+	}
+}
+
+// poolAs opens a pool on url changed by edit, closed when t ends.
+func poolAs(t *testing.T, url string, edit func(*pgxpool.Config)) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// cycleCount is the number of cycles m has seen finish.
+func cycleCount(t *testing.T, m *metrics.Metrics) uint64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, f := range families {
+		if f.GetName() == "pointsd_cycle_duration_seconds" {
+			for _, s := range f.GetMetric() {
+				n += s.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
+}
+
+// syncBuffer is a log destination tests can read while the updater writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
