@@ -23,11 +23,26 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // newAPI serves an API on its own pool of url; cfg's other fields are kept.
 func newAPI(t *testing.T, url string, cfg Config) (*API, *httptest.Server) {
 	t.Helper()
+	return newAPIWith(t, url, "", cfg)
+}
+
+// newAPIAs serves an API whose pool connects as role.
+func newAPIAs(t *testing.T, url, role string) (*API, *httptest.Server) {
+	t.Helper()
+	return newAPIWith(t, url, role, Config{NoCache: true})
+}
+
+func newAPIWith(t *testing.T, url, role string, cfg Config) (*API, *httptest.Server) {
+	t.Helper()
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pcfg.MaxConns = 4
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "pointsd-test-api"
+	if role != "" {
+		pcfg.ConnConfig.User = role
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		t.Fatal(err)

@@ -268,3 +268,35 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A strict cycle cut by shutdown rolls back whole, and the log says so.
+func TestStrictCycleCutByShutdownIsLogged(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 1_000}))
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(30); RETURN NULL; END $$;
+		CREATE TRIGGER slow AFTER UPDATE ON users FOR EACH STATEMENT EXECUTE FUNCTION slow();`); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Strict, Period: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	stop := runInBackground(t, u)
+	eventually(t, 5*time.Second, "a strict cycle in its transaction", func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE 'UPDATE users SET points%' AND state = 'active'`).Scan(&n)
+		return err == nil && n == 1
+	})
+	if took := stop(); took > 5*time.Second {
+		t.Errorf("Run took %v to return, want under 5s", took)
+	}
+	if st := readState(t, pool); st.Cycle != 0 {
+		t.Errorf("cycle %d after the strict cycle was cut, want 0 (rolled back)", st.Cycle)
+	}
+	if !strings.Contains(logs.String(), `msg="cycle interrupted" cycle=1 mode=strict outcome="its transaction rolled back`) {
+		t.Errorf("no line about the rolled-back cycle in the log:\n%s", logs.String())
+	}
+}

@@ -179,14 +179,20 @@ func (u *Updater) lead(ctx context.Context) error {
 	failed := 0
 	var failedCycle int64 = -1 // not resumed again by this leader
 	for ctx.Err() == nil {
-		cycle, err := u.step(ctx, failedCycle)
+		cycle, mode, err := u.step(ctx, failedCycle)
 		switch {
 		case err == nil:
 			failed = 0
 			continue
 		case ctx.Err() != nil:
-			u.log.Warn("cycle interrupted: buckets committed so far stay, the rest wait for the next leader",
-				slog.Int64("cycle", cycle), slog.Any("err", err))
+			if cycle > 0 {
+				outcome := "buckets committed so far stay; the next leader rewrites the rest"
+				if mode == Strict {
+					outcome = "its transaction rolled back: the cycle did not happen"
+				}
+				u.log.Warn("cycle interrupted", slog.Int64("cycle", cycle), slog.String("mode", string(mode)),
+					slog.String("outcome", outcome), slog.Any("err", err))
+			}
 			return nil
 		case errors.Is(err, pgsql.ErrNoState):
 			u.log.Error("cannot run cycles", slog.Any("err", err))
@@ -208,11 +214,12 @@ func (u *Updater) lead(ctx context.Context) error {
 }
 
 // step resumes the unfinished cycle, or waits for the next boundary and
-// runs that cycle. It returns the cycle it ran and the error it ended with.
-func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, error) {
+// runs that cycle. It returns the cycle it ran (0 if none), its mode and
+// the error it ended with.
+func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, Mode, error) {
 	st, err := pgsql.ReadState(ctx, u.cfg.Pool)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	u.cfg.Metrics.Floor.Set(float64(st.Floor))
 	u.reportDamage(ctx)
@@ -228,7 +235,7 @@ func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, error) {
 		// On the schedule it was published with, unless that schedule
 		// cannot be true.
 		_, err := u.run(ctx, c, true, c.Period > 0 && !future)
-		return st.Cycle, err
+		return st.Cycle, Mode(st.Mode), err
 	}
 
 	sched := partition.Schedule{Period: u.cfg.Period, Buckets: max(st.BucketsTotal, 1)}
@@ -250,14 +257,14 @@ func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, error) {
 		}
 	}
 	if !sleep(ctx, time.Until(next)) {
-		return 0, ctx.Err()
+		return 0, "", ctx.Err()
 	}
 	// Buckets claimed by a later cycle than the state's (the number was
 	// set back by hand) would never be claimed again: number past them.
 	number := max(st.Cycle, st.MaxBucketCycle) + 1
 	c := u.newCycle(number, next, true)
 	_, err = u.run(ctx, c, false, true)
-	return c.Number, err
+	return c.Number, u.cfg.Mode, err
 }
 
 // reportDamage checks the database for damage done from outside, logs each

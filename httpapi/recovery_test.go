@@ -1,0 +1,113 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pointsd/pointsd/internal/pgtest"
+	"github.com/pointsd/pointsd/metrics"
+	pgsql "github.com/pointsd/pointsd/sql"
+)
+
+// Damage done by hand makes /readyz 503 with the reason and counts it,
+// and GET / says it is not ready rather than blaming the database.
+func TestReadyzReportsDamage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 3, Users: 300})
+	pool := pgtest.Pool(t, url)
+	m := metrics.New()
+	_, srv := newAPI(t, url, Config{Metrics: m, NoCache: true})
+	if resp, _ := get(t, srv.URL+"/readyz"); resp.StatusCode != 200 {
+		t.Fatalf("/readyz on a healthy database: %s", resp.Status)
+	}
+	if _, err := pool.Exec(ctx, `DROP TABLE users_p1; DELETE FROM cycle_state`); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := get(t, srv.URL+"/readyz")
+	problems, _ := body["problems"].([]any)
+	if resp.StatusCode != 503 || body["error"] != "database damaged" || len(problems) != 2 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("/readyz with a partition and the state gone: %s %v (Retry-After %q); want 503 with two problems",
+			resp.Status, body, resp.Header.Get("Retry-After"))
+	}
+	for _, c := range []string{pgsql.CheckPartitions, pgsql.CheckStateRow} {
+		if got := testutil.ToFloat64(m.StateProblems.WithLabelValues(c)); got != 1 {
+			t.Errorf("pointsd_state_problems{check=%q} = %v, want 1", c, got)
+		}
+	}
+	if resp, body := get(t, srv.URL+"/"); resp.StatusCode != 503 || body["error"] != "not ready" {
+		t.Errorf("GET / without a state row: %s %v; want 503 not ready", resp.Status, body)
+	}
+}
+
+// A database outage fails every request; the log gets a line a second
+// with a count, not a line per request.
+func TestFailedRequestsAreLoggedOnceASecond(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t, pgtest.Options{Users: 10})
+	var logs strings.Builder
+	a, srv := newAPI(t, url, Config{NoCache: true})
+	a.failures.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	a.cfg.Pool.Close() // every request now fails on the database
+	const n = 200
+	for range n {
+		if resp, _ := get(t, srv.URL+"/"); resp.StatusCode != 503 {
+			t.Fatalf("GET / with the pool closed: %s, want 503", resp.Status)
+		}
+	}
+	lines := strings.Count(logs.String(), "\n")
+	if lines < 1 || lines > 3 {
+		t.Errorf("%d failed requests wrote %d log lines, want one a second:\n%s", n, lines, logs.String())
+	}
+}
+
+// Sessions ended server-side while idle in the pool (a restart, an
+// administrator) cost the client nothing: the read is retried once.
+func TestReadIsRetriedAfterSessionsAreTerminated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Users: 10})
+	admin := pgtest.Pool(t, url)
+	a, srv := newAPI(t, url, Config{NoCache: true})
+	for range 5 {
+		// Fill the pool with idle connections, then end them all.
+		var conns []interface{ Release() }
+		for range 3 {
+			c, err := a.cfg.Pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Release()
+		}
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+			WHERE application_name = 'pointsd-test-api' AND datname = current_database()`); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/", "/readyz", "/status"} {
+			if resp, body := get(t, srv.URL+path); resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s after its sessions were terminated: %s %v, want 200", path, resp.Status, body)
+			}
+		}
+	}
+}
+
+// A role the database refuses is the database being unavailable (503),
+// as /readyz says too, not an internal error.
+func TestRefusedCredentialsAre503(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t, pgtest.Options{Users: 10})
+	_, srv := newAPIAs(t, url, "nobody_at_all")
+	for _, path := range []string{"/", "/readyz", "/status"} {
+		if resp, body := get(t, srv.URL+path); resp.StatusCode != 503 || body["error"] != "database unavailable" {
+			t.Errorf("GET %s as an unknown role: %s %v, want 503 database unavailable", path, resp.Status, body)
+		}
+	}
+}
