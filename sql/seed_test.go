@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	pgsql "github.com/pointsd/pointsd/sql"
 )
@@ -74,5 +75,35 @@ func assertUsers(t *testing.T, db pgsql.DBTX, n int64) {
 	}
 	if count != n || lo != 1 || hi != n || bad != 0 {
 		t.Fatalf("users: count %d ids %d..%d invalid points %d; want exactly 1..%d", count, lo, hi, bad, n)
+	}
+}
+
+// Two seeds at once both succeed: the second waits for the first and finds
+// its users, instead of colliding with them.
+func TestConcurrentSeedsBothSucceed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{})
+	a, b := pgtest.Pool(t, url), pgtest.Pool(t, url)
+	errs := make(chan error, 2)
+	for _, pool := range []*pgxpool.Pool{a, b} {
+		go func() {
+			_, err := pgsql.Seed(ctx, pool, 200_000, 2, nil)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent seed: %v", err)
+		}
+	}
+	assertUsers(t, a, 200_000)
+}
+
+func TestSeedRefusesAbsurdCounts(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{}))
+	if _, err := pgsql.Seed(context.Background(), pool, pgsql.MaxUsers+1, 2, nil); err == nil {
+		t.Errorf("seeding %d users succeeded", pgsql.MaxUsers+1)
 	}
 }
