@@ -19,6 +19,16 @@ type Metrics struct {
 	// CycleDuration times whole cycles by mode: a strict cycle over 1M users
 	// takes 1–10 s; a rolling one spans most of its period.
 	CycleDuration *prometheus.HistogramVec
+	// CycleWork is the update work of a cycle, by mode: the strict
+	// transaction, or the sum of a rolling cycle's bucket transactions,
+	// whose span is paced across the period.
+	CycleWork *prometheus.HistogramVec
+	// LastCycleSuccess is when this replica last finished a cycle (Unix
+	// seconds; 0 if never): with CyclePeriod, an alert can tell a stalled
+	// updater. Only the leader finishes cycles: take the max over replicas.
+	LastCycleSuccess prometheus.Gauge
+	// CyclePeriod is this replica's configured period.
+	CyclePeriod prometheus.Gauge
 	// BucketDuration times one bucket's transaction: about 10–100 ms for a
 	// sixtieth of 1M users.
 	BucketDuration prometheus.Histogram
@@ -48,6 +58,19 @@ func New() *Metrics {
 			Help:    "Time from a cycle's start to its last commit, by mode.",
 			Buckets: []float64{0.25, 0.5, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120},
 		}, []string{"mode"}),
+		CycleWork: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "pointsd_cycle_work_seconds",
+			Help:    "Update work of a cycle by mode: the strict transaction, or the sum of a rolling cycle's bucket transactions.",
+			Buckets: []float64{0.25, 0.5, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120},
+		}, []string{"mode"}),
+		LastCycleSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pointsd_last_cycle_success_timestamp_seconds",
+			Help: "When this replica last finished a cycle, in Unix seconds; 0 if it never did (only the leader runs cycles).",
+		}),
+		CyclePeriod: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pointsd_cycle_period_seconds",
+			Help: "The period between cycle starts this replica runs with when it leads.",
+		}),
 		BucketDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pointsd_bucket_update_duration_seconds",
 			Help:    "Time of one rolling bucket's transaction, retries excluded.",
@@ -88,7 +111,7 @@ func New() *Metrics {
 		}, []string{"route", "method", "code"}),
 	}
 	m.Registry.MustRegister(
-		m.CycleDuration, m.BucketDuration, m.RowsUpdated, m.CycleOverruns,
+		m.CycleDuration, m.CycleWork, m.LastCycleSuccess, m.CyclePeriod, m.BucketDuration, m.RowsUpdated, m.CycleOverruns,
 		m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.StateProblems, m.HTTPDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -30,7 +30,11 @@ type Result struct {
 	Cycle   int64
 	Mode    Mode
 	Rows    int64
-	Took    time.Duration
+	// Took is the cycle's span, from its start to its last commit; Work is
+	// the update work in it (strict: the transaction; rolling: the sum of
+	// the bucket transactions). A paced rolling cycle spans most of its
+	// period by design: its work says whether it is slow.
+	Took, Work time.Duration
 	Buckets int // buckets rewritten (all of them in strict mode)
 	// BucketP50 and BucketMax summarize the rolling buckets' transaction
 	// times (zero in strict mode).
@@ -61,8 +65,10 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 		return res, err
 	}
 	u.cfg.Metrics.CycleDuration.WithLabelValues(string(res.Mode)).Observe(res.Took.Seconds())
+	u.cfg.Metrics.CycleWork.WithLabelValues(string(res.Mode)).Observe(res.Work.Seconds())
+	u.cfg.Metrics.LastCycleSuccess.SetToCurrentTime()
 	attrs := []any{slog.Int64("cycle", res.Cycle), slog.String("mode", string(res.Mode)),
-		slog.Int64("rows", res.Rows), slog.Duration("took", res.Took)}
+		slog.Int64("rows", res.Rows), slog.Duration("took", res.Took), slog.Duration("work", res.Work)}
 	if res.Mode == Rolling {
 		attrs = append(attrs, slog.Duration("bucket_p50", res.BucketP50), slog.Duration("bucket_max", res.BucketMax))
 	}
@@ -71,7 +77,7 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 		u.cfg.Metrics.CycleOverruns.Inc()
 		u.log.Warn("cycle overran its period; the next one starts at the next boundary",
 			append(attrs, slog.Duration("period", u.cfg.Period))...)
-	case res.Took > u.cfg.SlowCycle && u.cfg.SlowCycle > 0:
+	case res.Work > u.cfg.SlowCycle && u.cfg.SlowCycle > 0:
 		u.log.Warn("slow cycle", append(attrs, slog.Duration("slow_cycle", u.cfg.SlowCycle))...)
 	default:
 		u.log.Info("cycle done", attrs...)
@@ -98,6 +104,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 		return res, fmt.Errorf("strict cycle %d: %w", c.Number, err)
 	}
 	res.Took = time.Since(start)
+	res.Work = res.Took
 	u.committed(res.Rows, c.Floor, AllBuckets)
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res.Took)
@@ -174,6 +181,9 @@ dispatch:
 	wg.Wait()
 
 	res.Rows, res.Buckets, res.Took = rowsOK, len(times), time.Since(start)
+	for _, d := range times {
+		res.Work += d
+	}
 	if len(times) > 0 {
 		slices.Sort(times)
 		res.BucketP50, res.BucketMax = times[len(times)/2], times[len(times)-1]

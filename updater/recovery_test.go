@@ -251,6 +251,24 @@ func cycleCount(t *testing.T, m *metrics.Metrics) uint64 {
 	return n
 }
 
+// histogramSum is the sum of every observation of the histogram name in m.
+func histogramSum(t *testing.T, m *metrics.Metrics, name string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, s := range f.GetMetric() {
+				sum += s.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return sum
+}
+
 // syncBuffer is a log destination tests can read while the updater writes.
 type syncBuffer struct {
 	mu sync.Mutex

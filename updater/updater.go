@@ -96,6 +96,7 @@ func New(cfg Config) (*Updater, error) {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	cfg.Metrics.CyclePeriod.Set(cfg.Period.Seconds())
 	return &Updater{cfg: cfg, log: cfg.Logger, state: Status{Mode: cfg.Mode}}, nil
 }
 
