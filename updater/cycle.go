@@ -27,15 +27,15 @@ var ErrNotStarted = errors.New("cycle already started by another updater")
 
 // Result is what a cycle did.
 type Result struct {
-	Cycle   int64
-	Mode    Mode
-	Rows    int64
+	Cycle int64
+	Mode  Mode
+	Rows  int64
 	// Took is the cycle's span, from its start to its last commit; Work is
 	// the update work in it (strict: the transaction; rolling: the sum of
 	// the bucket transactions). A paced rolling cycle spans most of its
 	// period by design: its work says whether it is slow.
 	Took, Work time.Duration
-	Buckets int // buckets rewritten (all of them in strict mode)
+	Buckets    int // buckets rewritten (all of them in strict mode)
 	// BucketP50 and BucketMax summarize the rolling buckets' transaction
 	// times (zero in strict mode).
 	BucketP50, BucketMax time.Duration
