@@ -26,8 +26,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, errOverloaded):
 		msg = "overloaded"
-	case errors.Is(err, pgsql.ErrNoState):
-		msg = "not ready"
+	case errors.Is(err, pgsql.ErrNoState), errors.As(err, &pgErr) && pgErr.Code == "42P01":
+		msg = "not ready" // the schema is missing or damaged
 	case !pgsql.IsConnError(err) && errors.As(err, &pgErr):
 		code, msg = http.StatusInternalServerError, "internal error"
 	}

@@ -97,16 +97,9 @@ func TestDatabaseOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	port := freePort(t)
-	dir := t.TempDir()
-	start := func() *localpg.Server {
-		srv, err := localpg.Start(ctx, localpg.Config{Dir: dir, Port: port, Settings: map[string]string{"fsync": "off"}})
-		if err != nil {
-			t.Skip("needs the local PostgreSQL binaries: " + err.Error())
-		}
-		return srv
-	}
+	dir := pgtest.ServerDir(t)
+	start := func() *localpg.Server { return pgtest.StartServer(t, dir, port) }
 	pg := start()
-	t.Cleanup(func() { _ = pg.Stop(ctx) })
 	migrateAndSeed(t, pg.URL)
 
 	_, srv := newAPI(t, pg.URL, Config{NoCache: true, DBTimeout: time.Second})

@@ -54,7 +54,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 
 // statusBody is GET /status.
 type statusBody struct {
-	Mode           string     `json:"mode"`                     // this replica's configured mode
+	Mode           string     `json:"mode"`                     // the cluster's mode: the next cycle's
 	Leader         bool       `json:"leader"`                   // whether this replica runs the updater
 	LeaderProblem  string     `json:"leader_problem,omitempty"` // why it cannot lead, or last stepped down
 	Cycle          int64      `json:"cycle"`
@@ -81,7 +81,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	}
 	u := a.cfg.Updater.Status()
 	writeJSON(w, http.StatusOK, statusBody{
-		Mode: string(u.Mode), Leader: u.Leader, LeaderProblem: u.Problem,
+		Mode: st.ClusterMode, Leader: u.Leader, LeaderProblem: u.Problem,
 		Cycle: st.Cycle, CycleMode: st.Mode, CycleStartedAt: st.StartedAt, Floor: st.Floor,
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,
 		LastCycle: st.LastDuration, FinishedAt: st.FinishedAt,

@@ -27,6 +27,8 @@ type Metrics struct {
 	// seconds; 0 if never): with CyclePeriod, an alert can tell a stalled
 	// updater. Only the leader finishes cycles: take the max over replicas.
 	LastCycleSuccess prometheus.Gauge
+	// ClusterMode is 1 for the cluster's mode as this replica last read it.
+	ClusterMode *prometheus.GaugeVec
 	// CyclePeriod is this replica's configured period.
 	CyclePeriod prometheus.Gauge
 	// BucketDuration times one bucket's transaction: about 10–100 ms for a
@@ -67,6 +69,10 @@ func New() *Metrics {
 			Name: "pointsd_last_cycle_success_timestamp_seconds",
 			Help: "When this replica last finished a cycle, in Unix seconds; 0 if it never did (only the leader runs cycles).",
 		}),
+		ClusterMode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pointsd_cluster_mode",
+			Help: "1 for the mode the cluster runs its next cycles in (set by pointsd mode), 0 for the other.",
+		}, []string{"mode"}),
 		CyclePeriod: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pointsd_cycle_period_seconds",
 			Help: "The period between cycle starts this replica runs with when it leads.",
@@ -111,7 +117,7 @@ func New() *Metrics {
 		}, []string{"route", "method", "code"}),
 	}
 	m.Registry.MustRegister(
-		m.CycleDuration, m.CycleWork, m.LastCycleSuccess, m.CyclePeriod, m.BucketDuration, m.RowsUpdated, m.CycleOverruns,
+		m.CycleDuration, m.CycleWork, m.LastCycleSuccess, m.ClusterMode, m.CyclePeriod, m.BucketDuration, m.RowsUpdated, m.CycleOverruns,
 		m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.StateProblems, m.HTTPDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -26,6 +26,11 @@ type State struct {
 	// MaxBucketCycle is the latest cycle any bucket was rewritten in: never
 	// above Cycle unless the state was edited by hand.
 	MaxBucketCycle int64 `db:"max_bucket_cycle"`
+	// ClusterMode is the mode the next cycle will run in (see SetClusterMode).
+	ClusterMode string `db:"cluster_mode"`
+	// NextStart is the earliest the next cycle may start, as the leader
+	// published it; nil while no leader keeps a schedule.
+	NextStart *time.Time `db:"next_start"`
 }
 
 // ReadState returns the current cycle's state.
@@ -34,7 +39,8 @@ func ReadState(ctx context.Context, db DBTX) (State, error) {
 		SELECT s.cycle, s.floor, s.seed, s.mode, s.period_ms, s.started_at, s.finished_at, s.last_duration,
 		       (SELECT count(*) FROM buckets b WHERE b.cycle >= s.cycle)::int AS buckets_done,
 		       (SELECT count(*) FROM buckets)::int AS buckets_total,
-		       (SELECT coalesce(max(cycle), 0) FROM buckets) AS max_bucket_cycle
+		       (SELECT coalesce(max(cycle), 0) FROM buckets) AS max_bucket_cycle,
+		       s.cluster_mode, s.next_start
 		FROM cycle_state s`)
 	if err != nil {
 		return State{}, fmt.Errorf("read cycle state: %w", err)
@@ -77,21 +83,25 @@ type Cycle struct {
 // leadership.
 func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
 	var period *int64
+	var next *time.Time // a paced cycle's next starts a period later
 	if c.Period > 0 {
 		ms := c.Period.Milliseconds()
 		period = &ms
+		t := c.StartedAt.Add(c.Period)
+		next = &t
 	}
 	// One statement, so the notification is sent exactly when the floor
 	// commits.
 	tag, err := db.Exec(ctx, `
 		WITH started AS (
 			UPDATE cycle_state
-			SET cycle = $1, floor = $2, seed = $3, mode = $4, period_ms = $5, started_at = $6, finished_at = NULL
+			SET cycle = $1, floor = $2, seed = $3, mode = $4, period_ms = $5, started_at = $6, finished_at = NULL,
+			    next_start = $9
 			WHERE cycle < $1
 			RETURNING cycle
 		)
 		SELECT pg_notify($7, $8) FROM started`,
-		c.Number, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets))
+		c.Number, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets), next)
 	if err != nil {
 		return false, fmt.Errorf("start cycle %d: %w", c.Number, err)
 	}

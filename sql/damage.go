@@ -79,6 +79,11 @@ func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
 // per repair made. It never deletes: users lost with a partition come back
 // with pointsd seed.
 func Repair(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	// Nothing to repair is the rule: check first, so that a role that may
+	// only read can run this too.
+	if problems, err := CheckState(ctx, pool); err != nil || len(problems) == 0 {
+		return nil, err
+	}
 	var done []string
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		done = nil

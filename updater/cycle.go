@@ -48,7 +48,8 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, time.Now(), false), false, false)
+	mode := cmp.Or(u.cfg.Mode, Mode(st.ClusterMode))
+	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, time.Now(), false, mode), false, false)
 }
 
 // run runs cycle c (or resumes it, already started) in the configured mode
@@ -56,7 +57,7 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
 	var res Result
 	var err error
-	if u.cfg.Mode == Strict && !resume {
+	if Mode(c.Mode) == Strict && !resume {
 		res, err = u.runStrict(ctx, c)
 	} else {
 		res, err = u.runRolling(ctx, c, resume, paced)

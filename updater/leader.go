@@ -32,14 +32,16 @@ func (u *Updater) campaign(ctx context.Context) (context.Context, func(), error)
 	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
 
 	var conn *pgx.Conn
+	var warned time.Time // the database being down is said every 10 s, not every poll
 	for {
 		if conn == nil {
 			var err error
 			cctx, cancel := context.WithTimeout(ctx, u.cfg.LeaderPoll+5*time.Second)
 			conn, err = pgx.ConnectConfig(cctx, cfg)
 			cancel()
-			if err != nil && ctx.Err() == nil {
-				u.log.Warn("leader election: cannot connect", slog.Any("err", err))
+			if err != nil && ctx.Err() == nil && time.Since(warned) >= 10*time.Second {
+				warned = time.Now()
+				u.log.Warn("leader election: waiting for the database", slog.Any("err", err))
 			}
 		}
 		if conn != nil {
@@ -47,7 +49,7 @@ func (u *Updater) campaign(ctx context.Context) (context.Context, func(), error)
 			if ok {
 				break
 			}
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				u.log.Warn("leader election", slog.Any("err", err))
 				conn.Close(context.Background())
 				conn = nil
@@ -66,9 +68,11 @@ func (u *Updater) campaign(ctx context.Context) (context.Context, func(), error)
 	go func() {
 		defer close(done)
 		for sleep(lctx, u.cfg.LeaderPoll) {
+			// Reading the cluster's mode doubles as the ping.
 			pctx, cancel := context.WithTimeout(lctx, u.cfg.LeaderPoll)
-			err := conn.Ping(pctx)
+			mode, err := pgsql.ClusterMode(pctx, conn)
 			cancel()
+			u.observeMode(mode)
 			if err != nil && lctx.Err() == nil {
 				u.log.Warn("leader connection lost; stepping down", slog.Any("err", err))
 				lose()
@@ -93,6 +97,19 @@ func (u *Updater) tryLead(ctx context.Context, conn *pgx.Conn) (bool, error) {
 		return false, err
 	}
 	u.setProblem(why)
+	if why == "" && u.cfg.Mode != "" && !u.modeSet {
+		from, err := pgsql.SetClusterMode(ctx, conn, string(u.cfg.Mode))
+		if err != nil {
+			return false, err
+		}
+		u.modeSet = true
+		u.log.Info("set the cluster mode (from -mode)", slog.String("mode", string(u.cfg.Mode)), slog.Int64("from_cycle", from))
+	}
+	mode, err := pgsql.ClusterMode(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+	u.observeMode(mode)
 	if why != "" {
 		return false, nil
 	}

@@ -38,6 +38,10 @@ type Config struct {
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 
+	// Mode, when set, is set as the cluster's mode when Run starts (an
+	// explicit serve -mode: whoever sets it last wins), and is the mode of
+	// RunCycle. When empty, both follow the cluster's mode, which the
+	// leader reads at every boundary.
 	Mode       Mode
 	Period     time.Duration
 	Workers    int
@@ -60,10 +64,15 @@ type Updater struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	state Status
+	// modeSet is whether Config.Mode has been set as the cluster's mode
+	// (once, when Run first reaches the database). Run's goroutine only.
+	modeSet bool
 }
 
 // Status is what the updater knows of itself.
 type Status struct {
+	// Mode is the cluster's mode as this replica last read it (within a
+	// leader poll), "" before it could.
 	Mode   Mode
 	Leader bool
 	// Problem says why this replica cannot lead, or why it last stepped
@@ -76,9 +85,10 @@ func New(cfg Config) (*Updater, error) {
 	if cfg.Pool == nil || cfg.Metrics == nil {
 		return nil, errors.New("updater: Config.Pool and Config.Metrics are required")
 	}
-	cfg.Mode = cmp.Or(cfg.Mode, Rolling)
-	if err := cfg.Mode.UnmarshalText([]byte(cfg.Mode)); err != nil {
-		return nil, fmt.Errorf("updater: mode %q: %w", cfg.Mode, err)
+	if cfg.Mode != "" {
+		if err := cfg.Mode.UnmarshalText([]byte(cfg.Mode)); err != nil {
+			return nil, fmt.Errorf("updater: mode %q: %w", cfg.Mode, err)
+		}
 	}
 	cfg.Period = cmp.Or(cfg.Period, DefaultPeriod)
 	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
@@ -97,7 +107,9 @@ func New(cfg Config) (*Updater, error) {
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.Metrics.CyclePeriod.Set(cfg.Period.Seconds())
-	return &Updater{cfg: cfg, log: cfg.Logger, state: Status{Mode: cfg.Mode}}, nil
+	u := &Updater{cfg: cfg, log: cfg.Logger}
+	u.observeMode(string(cfg.Mode))
+	return u, nil
 }
 
 // Status returns a snapshot of the updater's status.
@@ -112,6 +124,19 @@ func (u *Updater) setLeader(leader bool) {
 	u.state.Leader = leader
 	u.mu.Unlock()
 	u.cfg.Metrics.Leader.Set(map[bool]float64{true: 1}[leader])
+}
+
+// observeMode records the cluster's mode as read from the database.
+func (u *Updater) observeMode(mode string) {
+	if mode == "" {
+		return // unknown: the state row is missing
+	}
+	u.mu.Lock()
+	u.state.Mode = Mode(mode)
+	u.mu.Unlock()
+	for _, m := range []Mode{Rolling, Strict} {
+		u.cfg.Metrics.ClusterMode.WithLabelValues(string(m)).Set(map[bool]float64{true: 1}[Mode(mode) == m])
+	}
 }
 
 // setProblem records why this replica cannot lead ("" when it can), and
@@ -143,7 +168,7 @@ func (u *Updater) Run(ctx context.Context) {
 			return // ctx ended
 		}
 		u.setLeader(true)
-		u.log.Info("leading: this replica runs the updater", slog.String("mode", string(u.cfg.Mode)))
+		u.log.Info("leading: this replica runs the updater", slog.String("cluster_mode", string(u.Status().Mode)))
 		stepDown := u.lead(lead)
 		release()
 		u.setLeader(false)
@@ -257,15 +282,27 @@ func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, Mode, err
 			next = cur
 		}
 	}
+	// Published before waiting, so that replicas reuse answers until the
+	// boundary from the moment this leader leads.
+	if err := pgsql.PublishNextStart(ctx, u.cfg.Pool, st.Cycle, next); err != nil {
+		return 0, "", err
+	}
 	if !sleep(ctx, time.Until(next)) {
 		return 0, "", ctx.Err()
 	}
 	// Buckets claimed by a later cycle than the state's (the number was
 	// set back by hand) would never be claimed again: number past them.
 	number := max(st.Cycle, st.MaxBucketCycle) + 1
-	c := u.newCycle(number, next, true)
+	// The cluster's mode as of the boundary: the state is read again, since
+	// it may have been set while this leader waited.
+	mode, err := pgsql.ClusterMode(ctx, u.cfg.Pool)
+	if err != nil {
+		return 0, "", err
+	}
+	u.observeMode(mode)
+	c := u.newCycle(number, next, true, Mode(mode))
 	_, err = u.run(ctx, c, false, true)
-	return c.Number, u.cfg.Mode, err
+	return c.Number, Mode(mode), err
 }
 
 // reportDamage checks the database for damage done from outside, logs each
@@ -283,12 +320,12 @@ func (u *Updater) reportDamage(ctx context.Context) {
 
 // newCycle draws the floor and seed of cycle number n. A paced cycle
 // publishes the period it is paced on.
-func (u *Updater) newCycle(n int64, start time.Time, paced bool) pgsql.Cycle {
+func (u *Updater) newCycle(n int64, start time.Time, paced bool, mode Mode) pgsql.Cycle {
 	c := pgsql.Cycle{
 		Number:    n,
 		Floor:     u.cfg.Rand.IntN(101), // 0..100 inclusive
 		Seed:      int64(u.cfg.Rand.Uint64()),
-		Mode:      string(u.cfg.Mode),
+		Mode:      string(mode),
 		StartedAt: start,
 	}
 	if paced {

@@ -17,15 +17,16 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 		"Runs one update cycle now (rolling: the buckets back to back, no pacing), prints its duration, exits.\n"+
 			"Refuses to run while a pointsd serve leads: its cycles already run.")
 	mode := updater.Rolling
-	fs.TextVar(&mode, "mode", updater.Rolling, "update mode: rolling (one transaction per bucket) or strict (one transaction)")
+	fs.TextVar(&mode, "mode", updater.Rolling, "update mode: rolling (one transaction per bucket) or strict (one transaction);\nwhen not given, the cluster's mode (see pointsd mode)")
 	workers := fs.Int("workers", updater.DefaultWorkers, "rolling: buckets updated at once, 1..64")
+	wait := addWait(fs)
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
 	if *workers < 1 || *workers > 64 {
 		return usageError{fmt.Sprintf("pointsd cycle: -workers must be between 1 and 64, got %d", *workers)}
 	}
-	pool, err := connect(ctx, getenv, int32(*workers+2))
+	pool, err := connect(ctx, getenv, int32(*workers+2), *wait)
 	if err != nil {
 		return err
 	}
@@ -44,6 +45,9 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.Join(err, errors.New("a pointsd serve is leading and runs the cycles: stop it to run one by hand"))
 	}
 
+	if !isSet(fs, "mode") {
+		mode = "" // the cluster's
+	}
 	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Logger: newLogger(stderr),
 		Mode: mode, Workers: *workers})
 	if err != nil {
@@ -55,7 +59,7 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fmt.Fprintf(stdout, "cycle %d (%s): %d users in %d buckets in %s",
 		res.Cycle, res.Mode, res.Rows, res.Buckets, res.Took.Round(time.Millisecond))
-	if mode == updater.Rolling {
+	if res.Mode == updater.Rolling {
 		fmt.Fprintf(stdout, " (bucket p50 %s, max %s)", res.BucketP50.Round(time.Millisecond), res.BucketMax.Round(time.Millisecond))
 	}
 	fmt.Fprintln(stdout)

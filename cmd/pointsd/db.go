@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,18 +11,19 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/term"
 
 	pgsql "github.com/pointsd/pointsd/sql"
 )
 
-// connectTimeout bounds the first connection: an unreachable database is a
-// clear error, not a hang.
+// connectTimeout bounds one attempt to reach the database: an unreachable
+// database is a clear error, not a hang.
 const connectTimeout = 10 * time.Second
 
-// connect opens a pool on DATABASE_URL and checks that it answers.
-func connect(ctx context.Context, getenv func(string) string, maxConns int32) (*pgxpool.Pool, error) {
+// openPool makes a pool on DATABASE_URL, without connecting yet.
+func openPool(getenv func(string) string, maxConns int32) (*pgxpool.Pool, error) {
 	url := getenv("DATABASE_URL")
 	if url == "" {
 		return nil, usageError{"pointsd: DATABASE_URL is not set (a libpq URL or key=value string)"}
@@ -34,19 +36,57 @@ func connect(ctx context.Context, getenv func(string) string, maxConns int32) (*
 		cfg.MaxConns = maxConns
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "pointsd"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
+	return pool, nil
+}
+
+// ping checks that pool's database answers, naming it when it does not (a
+// timeout names no host by itself).
+func ping(ctx context.Context, pool *pgxpool.Pool) error {
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
+	if err := pool.Ping(pctx); err != nil {
+		cfg := pool.Config().ConnConfig
+		at := net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+		return fmt.Errorf("database unreachable (%s, database %q): %w", at, cfg.Database, err)
+	}
+	return nil
+}
+
+// connect opens a pool on DATABASE_URL and checks that it answers, trying
+// again for up to wait (0: once) so that scripts can start beside the
+// database.
+func connect(ctx context.Context, getenv func(string) string, maxConns int32, wait time.Duration) (*pgxpool.Pool, error) {
+	pool, err := openPool(getenv, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := retry(ctx, wait, func() error { return ping(ctx, pool) }); err != nil {
 		pool.Close()
-		// A timeout names no host by itself.
-		at := net.JoinHostPort(cfg.ConnConfig.Host, strconv.Itoa(int(cfg.ConnConfig.Port)))
-		return nil, fmt.Errorf("database unreachable (%s, database %q): %w", at, cfg.ConnConfig.Database, err)
+		return nil, err
 	}
 	return pool, nil
+}
+
+// retry runs op until it succeeds, ctx ends or wait has passed (0: once),
+// backing off up to a second between tries.
+func retry(ctx context.Context, wait time.Duration, op func() error) error {
+	if wait <= 0 {
+		return op()
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 100*time.Millisecond, time.Second
+	_, err := backoff.Retry(ctx, func() (struct{}, error) { return struct{}{}, op() },
+		backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(wait))
+	return err
+}
+
+// addWait adds the one-shot commands' -wait flag.
+func addWait(fs *flag.FlagSet) *time.Duration {
+	return fs.Duration("wait", 0, "keep trying to reach the database for up to this long (e.g. 30s) before failing")
 }
 
 // requireSchema fails with what to run when the schema is missing or old.

@@ -28,6 +28,12 @@ func newFlagSet(cmd, args, summary string) *flag.FlagSet {
 // parseFlags parses args, then fills every flag not given on the command line
 // from POINTSD_<FLAG> (dashes become underscores). -h prints usage to stdout.
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, stdout io.Writer) error {
+	return parseFlagsArgs(fs, args, getenv, stdout, 0)
+}
+
+// parseFlagsArgs is parseFlags for a command that takes up to maxArgs
+// arguments after its flags (fs.Args()).
+func parseFlagsArgs(fs *flag.FlagSet, args []string, getenv func(string) string, stdout io.Writer, maxArgs int) error {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.SetOutput(stdout)
@@ -37,8 +43,8 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string, std
 	if err != nil {
 		return usageError{fmt.Sprintf("%s: %v (see %s -h)", fs.Name(), err, fs.Name())}
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("%s: unexpected argument %q (see %s -h)", fs.Name(), fs.Arg(0), fs.Name())}
+	if fs.NArg() > maxArgs {
+		return usageError{fmt.Sprintf("%s: unexpected argument %q (see %s -h)", fs.Name(), fs.Arg(maxArgs), fs.Name())}
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })

@@ -25,6 +25,7 @@ Commands:
   seed      make exactly N users exist
   cycle     run one update cycle now and exit
   serve     migrate, serve HTTP and, when leader, run the updater
+  mode      print the cluster's update mode, or set it: pointsd mode strict|rolling
 
 The database is DATABASE_URL (a libpq URL or key=value string).
 Run 'pointsd <command> -h' for a command's flags.
@@ -53,11 +54,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runCycle(ctx, rest, getenv, stdout, stderr)
 	case "serve":
 		return runServe(ctx, rest, getenv, stdout, stderr)
+	case "mode":
+		return runMode(ctx, rest, getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return usageError{fmt.Sprintf("pointsd: unknown command %q (want migrate, seed, cycle or serve)", cmd)}
+	return usageError{fmt.Sprintf("pointsd: unknown command %q (want migrate, seed, cycle, serve or mode)", cmd)}
 }
 
 // exitCode prints err as one line and maps it to the exit status: 0, 2 for

@@ -15,13 +15,14 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 			"run it at once.")
 	partitions := fs.Int("partitions", pgsql.DefaultPartitions,
 		fmt.Sprintf("users partitions (rolling buckets), 1..%d; fixed when the table is created", pgsql.MaxPartitions))
+	wait := addWait(fs)
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
 	if *partitions < 1 || *partitions > pgsql.MaxPartitions {
 		return usageError{fmt.Sprintf("pointsd migrate: -partitions must be between 1 and %d, got %d", pgsql.MaxPartitions, *partitions)}
 	}
-	pool, err := connect(ctx, getenv, 2)
+	pool, err := connect(ctx, getenv, 2, *wait)
 	if err != nil {
 		return err
 	}

@@ -19,13 +19,14 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 	fs := newFlagSet("seed", "[-users N]",
 		"Makes exactly N users exist (ids 1..N, 0 points), adding only the missing ones.")
 	users := fs.Int64("users", 1_000_000, "number of users, 1..1000000000")
+	wait := addWait(fs)
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
 	if *users < 1 || *users > pgsql.MaxUsers {
 		return usageError{fmt.Sprintf("pointsd seed: -users must be between 1 and %d, got %d", pgsql.MaxUsers, *users)}
 	}
-	pool, err := connect(ctx, getenv, seedWorkers)
+	pool, err := connect(ctx, getenv, seedWorkers, *wait)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/metrics"
 	pgsql "github.com/pointsd/pointsd/sql"
@@ -25,7 +27,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		"Migrates the schema, serves HTTP and, when leader among replicas, runs the updater.")
 	addr := fs.String("addr", "127.0.0.1:4000", "HTTP listen address")
 	mode := updater.Rolling
-	fs.TextVar(&mode, "mode", updater.Rolling, "update mode: rolling (one transaction per bucket, spread across the period) or strict (one transaction)")
+	fs.TextVar(&mode, "mode", updater.Rolling, "set the cluster's update mode at startup: rolling (one transaction per bucket, spread across the period)\n"+
+		"or strict (one transaction); when not given, the mode stored in the database stands (see pointsd mode)")
 	period := fs.Duration("period", updater.DefaultPeriod, "time between cycle starts (cycles start on wall-clock multiples of it), at least 100ms")
 	workers := fs.Int("workers", updater.DefaultWorkers, "buckets updated at once, 1..64")
 	slow := fs.Duration("slow-cycle", updater.DefaultSlowCycle, "log a warning for cycles slower than this")
@@ -51,24 +54,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log := newLogger(stderr)
 
-	pool, err := connect(ctx, getenv, 0)
+	// The pools connect on demand: serve starts whether or not the
+	// database is up, and waits for it.
+	pool, err := openPool(getenv, 0)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if err := pgsql.Migrate(ctx, pool, 0, log); err != nil {
-		return err
-	}
-	repaired, err := pgsql.Repair(ctx, pool)
-	if err != nil {
-		return err
-	}
-	for _, r := range repaired {
-		log.Warn("repaired the database", slog.String("repair", r))
-	}
 	// The updater has its own connections, so that queries and updates
 	// cannot starve each other.
-	upool, err := connect(ctx, getenv, int32(*workers+2))
+	upool, err := openPool(getenv, int32(*workers+2))
 	if err != nil {
 		return err
 	}
@@ -79,6 +74,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	var api *httpapi.API
+	if !isSet(fs, "mode") {
+		mode = "" // the cluster's stored mode stands
+	}
 	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log,
 		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow,
 		OnCommit: func(bucket int) { api.Committed(bucket) }})
@@ -103,13 +101,21 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log.Info("serving", slog.String("addr", ln.Addr().String()))
 
-	// The updater (when leader) and the change listener run beside the
-	// server until shutdown.
+	// Once the database answers and is migrated, the updater (when leader)
+	// and the change listener run beside the server until shutdown. Until
+	// then the server answers /healthz, and 503 for the rest.
 	uctx, stopUpdater := context.WithCancel(ctx)
 	defer stopUpdater()
 	var bg sync.WaitGroup
-	bg.Go(func() { upd.Run(uctx) })
-	bg.Go(func() { api.Listen(uctx) })
+	bg.Go(func() {
+		if !prepare(uctx, pool, log) {
+			return
+		}
+		var run sync.WaitGroup
+		run.Go(func() { upd.Run(uctx) })
+		run.Go(func() { api.Listen(uctx) })
+		run.Wait()
+	})
 	updaterDone := make(chan struct{})
 	go func() { bg.Wait(); close(updaterDone) }()
 
@@ -137,4 +143,37 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	return nil
+}
+
+// prepare waits for the database, then migrates it and repairs what it
+// can, retrying every second at most, with a warning at most every 5 s.
+// It reports false if ctx ended first.
+func prepare(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) bool {
+	var warned time.Time
+	err := retry(ctx, 365*24*time.Hour, func() error {
+		err := ping(ctx, pool)
+		if err == nil {
+			err = pgsql.Migrate(ctx, pool, 0, log)
+		}
+		if err != nil && ctx.Err() == nil && time.Since(warned) >= 5*time.Second {
+			warned = time.Now()
+			log.Warn("waiting for the database: serving 503 until it answers and is migrated", slog.Any("err", err))
+		}
+		return err
+	})
+	if err != nil {
+		return false // ctx ended
+	}
+	if !warned.IsZero() {
+		log.Info("the database answers and is migrated")
+	}
+	repaired, err := pgsql.Repair(ctx, pool)
+	if err != nil {
+		// Queries can still be served; /readyz says what is wrong.
+		log.Error("cannot repair the database", slog.Any("err", err))
+	}
+	for _, r := range repaired {
+		log.Warn("repaired the database", slog.String("repair", r))
+	}
+	return true
 }

@@ -227,3 +227,34 @@ func Users(t testing.TB, db pgsql.DBTX) (count, maxID int64) {
 	}
 	return count, maxID
 }
+
+// ServerDir returns a folder for a server of a test's own, removed when t
+// ends. Not t.TempDir: its parent is private to root, and the server runs
+// as the postgres user when the tests run as root.
+func ServerDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pointsd-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// StartServer starts (or restarts) a PostgreSQL server of t's own in dir
+// from the local binaries, on port (0: any), stopped when t ends: for tests
+// that stop and start the database. It skips t without the binaries, or
+// fails it under POINTSD_REQUIRE_DB=1.
+func StartServer(t testing.TB, dir string, port int) *localpg.Server {
+	t.Helper()
+	ctx := context.Background()
+	srv, err := localpg.Start(ctx, localpg.Config{Dir: dir, Port: port, Settings: map[string]string{"fsync": "off"}})
+	if err != nil {
+		if os.Getenv("POINTSD_REQUIRE_DB") == "1" {
+			t.Fatal("start a server: " + err.Error())
+		}
+		t.Skip("needs the local PostgreSQL binaries: " + err.Error())
+	}
+	t.Cleanup(func() { _ = srv.Stop(ctx) })
+	return srv
+}

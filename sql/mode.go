@@ -1,0 +1,53 @@
+package sql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SetClusterMode sets the mode the cluster's next cycles run in, and
+// returns the number of the first cycle it applies to: the next to start.
+// A cycle in flight keeps its mode.
+func SetClusterMode(ctx context.Context, db DBTX, mode string) (from int64, err error) {
+	err = db.QueryRow(ctx, `
+		UPDATE cycle_state SET cluster_mode = $1
+		RETURNING greatest(cycle, (SELECT coalesce(max(cycle), 0) FROM buckets)) + 1`, mode).Scan(&from)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrNoState
+	}
+	if err != nil {
+		return 0, fmt.Errorf("set cluster mode: %w", err)
+	}
+	return from, nil
+}
+
+// ClusterMode returns the cluster's mode, "" when the state row is missing.
+// It is cheap enough for every replica to ask at every leader poll.
+func ClusterMode(ctx context.Context, db DBTX) (string, error) {
+	var mode *string
+	if err := db.QueryRow(ctx, `SELECT (SELECT cluster_mode FROM cycle_state)`).Scan(&mode); err != nil {
+		return "", fmt.Errorf("read cluster mode: %w", err)
+	}
+	if mode == nil {
+		return "", nil
+	}
+	return *mode, nil
+}
+
+// PublishNextStart publishes when the next cycle after cycle will start,
+// so that replicas can reuse answers until then. It never moves a
+// published time earlier (replicas may rely on it already), and does
+// nothing if another cycle has started meanwhile.
+func PublishNextStart(ctx context.Context, db DBTX, cycle int64, next time.Time) error {
+	_, err := db.Exec(ctx, `
+		UPDATE cycle_state SET next_start = $2
+		WHERE cycle = $1 AND (next_start IS NULL OR next_start < $2)`, cycle, next)
+	if err != nil {
+		return fmt.Errorf("publish next start: %w", err)
+	}
+	return nil
+}
