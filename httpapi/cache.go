@@ -151,24 +151,32 @@ func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
 }
 
 // stableUntil is when a may first stop being true, by the published
-// schedule (see cache). Zero when there is no schedule to go by: a cycle run
-// by hand, or none yet.
+// schedule (see cache). Zero when no leader keeps a schedule, or when a
+// pending bucket the answer depends on has no slot (a cycle run by hand).
 func stableUntil(a pgsql.Answer) time.Time {
-	if a.Period <= 0 || a.Buckets <= 0 {
+	if a.NextStart.IsZero() {
 		return time.Time{}
 	}
-	sched := partition.Schedule{Period: a.Period, Buckets: a.Buckets}
-	until := a.StartedAt.Add(a.Period) // the floor, and every rewritten bucket
+	until := a.NextStart // the floor, and every rewritten bucket
+	slot := func(bucket int) time.Time {
+		if a.Period <= 0 || a.Buckets <= 0 {
+			return time.Time{} // unpaced: may be rewritten any moment
+		}
+		return partition.Schedule{Period: a.Period, Buckets: a.Buckets}.Slot(a.StartedAt, bucket)
+	}
 	if a.Floor < 100 {
 		for _, u := range a.Users {
 			if u.BucketCycle < a.Cycle {
-				until = minTime(until, sched.Slot(a.StartedAt, u.Bucket))
+				until = minTime(until, slot(u.Bucket))
 			}
 		}
 		// Short of two users, a pending bucket's rewrite may bring one.
 		if len(a.Users) < 2 && a.FirstPending >= 0 {
-			until = minTime(until, sched.Slot(a.StartedAt, a.FirstPending))
+			until = minTime(until, slot(a.FirstPending))
 		}
+	}
+	if until.IsZero() {
+		return until
 	}
 	return until.Add(-clockSkew)
 }

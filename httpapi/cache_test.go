@@ -18,7 +18,8 @@ func TestStableUntilFollowsThePublishedSchedule(t *testing.T) {
 	at := func(d time.Duration) time.Time { return start.Add(d - clockSkew) }
 	done := func(bucket int) pgsql.User { return pgsql.User{Bucket: bucket, BucketCycle: 7} }
 	pending := func(bucket int) pgsql.User { return pgsql.User{Bucket: bucket, BucketCycle: 6} }
-	base := pgsql.Answer{Cycle: 7, Floor: 40, Period: time.Minute, StartedAt: start, Buckets: 60, FirstPending: 30}
+	base := pgsql.Answer{Cycle: 7, Floor: 40, Period: time.Minute, StartedAt: start, NextStart: start.Add(time.Minute),
+		Buckets: 60, FirstPending: 30}
 	for _, c := range []struct {
 		name  string
 		edit  func(*pgsql.Answer)
@@ -36,8 +37,14 @@ func TestStableUntilFollowsThePublishedSchedule(t *testing.T) {
 			func(a *pgsql.Answer) { a.Users, a.FirstPending = []pgsql.User{}, -1 }, at(time.Minute)},
 		{"floor 100: nobody can qualify until the floor changes",
 			func(a *pgsql.Answer) { a.Floor, a.Users = 100, []pgsql.User{} }, at(time.Minute)},
-		{"no published period (a cycle run by hand): not reusable",
-			func(a *pgsql.Answer) { a.Period, a.Users = 0, []pgsql.User{done(0), done(1)} }, time.Time{}},
+		{"no schedule kept: not reusable",
+			func(a *pgsql.Answer) { a.NextStart, a.Users = time.Time{}, []pgsql.User{done(0), done(1)} }, time.Time{}},
+		{"a leader's next start, before its first cycle (fresh: nothing pending, nobody qualifies)",
+			func(a *pgsql.Answer) { a.Period, a.Users, a.FirstPending = 0, []pgsql.User{}, -1 }, at(time.Minute)},
+		{"a cycle run by hand: its pending buckets have no slot",
+			func(a *pgsql.Answer) { a.Period, a.Users = 0, []pgsql.User{done(0)} }, time.Time{}},
+		{"a cycle run by hand, finished: until the next start",
+			func(a *pgsql.Answer) { a.Period, a.Users, a.FirstPending = 0, []pgsql.User{done(0), done(1)}, -1 }, at(time.Minute)},
 	} {
 		a := base
 		c.edit(&a)
@@ -165,5 +172,55 @@ func TestCommitInvalidatesOnlyWhatTheAnswerDependsOn(t *testing.T) {
 		if dropped := ca.gen.Load() != before; dropped != c.dropped {
 			t.Errorf("answer %v, commit to bucket %d: dropped %v, want %v", c.ans.Users, c.bucket, dropped, c.dropped)
 		}
+	}
+}
+
+// On a freshly seeded database (every user at 0 points: nobody qualifies)
+// a leader publishes its schedule as soon as it leads, before its first
+// cycle, so that the empty answer is reused until the cycle could change
+// it instead of being read (a scan of every user) per request.
+func TestFreshDatabaseAnswerIsReusedOnceALeaderLeads(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000})
+	a, srv := newAPI(t, url, Config{CacheMaxAge: 24 * time.Hour})
+	get(t, srv.URL+"/")
+	if ans := a.cache.current.Load(); ans == nil || !ans.until.IsZero() {
+		t.Fatalf("before any leader: answer %+v, want one that is not reusable", ans)
+	}
+
+	pool := pgtest.Pool(t, url)
+	u, err := updater.New(updater.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
+		Period: time.Hour, LeaderPoll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { u.Run(uctx); close(done) }()
+	defer func() { stop(); <-done }()
+	deadline := time.Now().Add(5 * time.Second)
+	var st pgsql.State
+	for {
+		st, err = pgsql.ReadState(context.Background(), pool)
+		if err == nil && st.NextStart != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the leader published no next start within 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a.Committed(pgsql.AllBuckets) // as a NOTIFY would
+	get(t, srv.URL+"/")
+	first := a.cache.current.Load()
+	if want := st.NextStart.Add(-clockSkew); len(first.ans.Users) != 0 || !first.until.Equal(want) {
+		t.Fatalf("after the leader published: %d users, reusable until %v; want none, until the next start %v",
+			len(first.ans.Users), first.until, want)
+	}
+	for range 20 {
+		get(t, srv.URL+"/")
+	}
+	if a.cache.current.Load() != first {
+		t.Error("the answer was read again though the schedule says it holds")
 	}
 }

@@ -33,6 +33,14 @@ type State struct {
 	NextStart *time.Time `db:"next_start"`
 }
 
+// Period is the current cycle's published period, 0 for an unpaced cycle.
+func (s State) Period() time.Duration {
+	if s.PeriodMS == nil {
+		return 0
+	}
+	return time.Duration(*s.PeriodMS) * time.Millisecond
+}
+
 // ReadState returns the current cycle's state.
 func ReadState(ctx context.Context, db DBTX) (State, error) {
 	rows, err := db.Query(ctx, `

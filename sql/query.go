@@ -23,8 +23,11 @@ type Answer struct {
 	Users     []User // at most 2, points strictly above Floor
 	Cycle     int64
 	Floor     int
-	Period    time.Duration // the leader's published period, 0 if unknown
+	Period    time.Duration // the current cycle's published period, 0 if unpaced
 	StartedAt time.Time
+	// NextStart is the earliest the next cycle may start, as the leader
+	// published it; zero while no leader keeps a schedule.
+	NextStart time.Time
 	Buckets   int
 	// FirstPending is the lowest bucket not yet rewritten in Cycle, -1 if
 	// none is left.
@@ -38,7 +41,7 @@ type Answer struct {
 // the floor is 100 the one-time filter skips the scan entirely.
 func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 	rows, err := db.Query(ctx, `
-		SELECT s.cycle, s.floor, coalesce(s.period_ms, 0), s.started_at,
+		SELECT s.cycle, s.floor, coalesce(s.period_ms, 0), s.started_at, s.next_start,
 		       (SELECT count(*) FROM buckets)::int,
 		       coalesce((SELECT min(bucket) FROM buckets WHERE cycle < s.cycle), -1),
 		       u.id, u.points, b.bucket, b.cycle
@@ -57,6 +60,7 @@ func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 		Floor        int
 		PeriodMS     int64
 		StartedAt    time.Time
+		NextStart    *time.Time
 		Buckets      int
 		FirstPending int
 		ID           *int64
@@ -76,6 +80,9 @@ func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 		Users: []User{}, Cycle: r.Cycle, Floor: r.Floor, StartedAt: r.StartedAt,
 		Period:  time.Duration(r.PeriodMS) * time.Millisecond,
 		Buckets: r.Buckets, FirstPending: r.FirstPending,
+	}
+	if r.NextStart != nil {
+		a.NextStart = *r.NextStart
 	}
 	for _, r := range got {
 		if r.ID != nil {

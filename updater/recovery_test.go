@@ -147,23 +147,30 @@ func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
 	}
 }
 
-// A started_at in the future (a leader with a fast clock, an edit) is not
+// A schedule in the future (a leader with a fast clock, an edit) is not
 // waited for: cycles go on, and a warning says why.
-func TestFutureStartedAtIsNotWaitedFor(t *testing.T) {
+func TestFutureScheduleIsNotWaitedFor(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 100}))
-	if _, err := pool.Exec(ctx, `UPDATE cycle_state
-		SET cycle = 1, started_at = now() + interval '1 hour', period_ms = 300, finished_at = now()`); err != nil {
-		t.Fatal(err)
-	}
-	var logs syncBuffer
-	u, _ := newUpdater(t, pool, updater.Config{Period: 300 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	runInBackground(t, u)
-	eventually(t, 5*time.Second, "cycles go on", func() bool { return readState(t, pool).Cycle >= 3 })
-	if !strings.Contains(logs.String(), "level=WARN msg=\"cycle_state.started_at is in the future") {
-		t.Errorf("no warning about the future started_at in the log:\n%s", logs.String())
+	for name, edit := range map[string]string{
+		"started_at": `started_at = now() + interval '1 hour'`,
+		"next_start": `started_at = now(), next_start = now() + interval '1 hour'`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 100}))
+			if _, err := pool.Exec(ctx, `UPDATE cycle_state SET cycle = 1, period_ms = 300, finished_at = now(), `+edit); err != nil {
+				t.Fatal(err)
+			}
+			var logs syncBuffer
+			u, _ := newUpdater(t, pool, updater.Config{Period: 300 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			runInBackground(t, u)
+			eventually(t, 5*time.Second, "cycles go on", func() bool { return readState(t, pool).Cycle >= 3 })
+			if !strings.Contains(logs.String(), `level=WARN msg="the published schedule is in the future`) {
+				t.Errorf("no warning about the future schedule in the log:\n%s", logs.String())
+			}
+		})
 	}
 }
 

@@ -250,10 +250,14 @@ func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, Mode, err
 	u.cfg.Metrics.Floor.Set(float64(st.Floor))
 	u.reportDamage(ctx)
 	now := time.Now()
-	future := st.StartedAt.After(now.Add(time.Second))
+	published := publishedNext(st)
+	// A schedule in the future is not one any leader kept: a start that has
+	// not come, or a next start further than a period away.
+	future := st.StartedAt.After(now.Add(time.Second)) ||
+		published.After(now.Add(max(cmp.Or(st.Period(), u.cfg.Period), u.cfg.Period)+time.Second))
 	if future {
-		u.log.Warn("cycle_state.started_at is in the future (a leader with a fast clock, or an edit): not waiting for it",
-			slog.Time("started_at", st.StartedAt), slog.Int64("cycle", st.Cycle))
+		u.log.Warn("the published schedule is in the future (a leader with a fast clock, or an edit): not waiting for it",
+			slog.Time("started_at", st.StartedAt), slog.Time("next_start", published), slog.Int64("cycle", st.Cycle))
 	}
 	if st.Cycle > 0 && st.FinishedAt == nil && st.Cycle != failedCycle {
 		u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
@@ -269,9 +273,8 @@ func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, Mode, err
 	// Replicas trust the published schedule to know how long their answers
 	// stay true: never start before it says the next cycle may, even if
 	// this leader's period is shorter than its predecessor's. A schedule in
-	// the future is not one any leader kept, and is not waited for.
-	if st.PeriodMS != nil && !future {
-		published := st.StartedAt.Add(time.Duration(*st.PeriodMS) * time.Millisecond)
+	// the future is not waited for.
+	if !published.IsZero() && !future {
 		for next.Before(published) {
 			next = next.Add(u.cfg.Period)
 		}
@@ -305,6 +308,18 @@ func (u *Updater) step(ctx context.Context, failedCycle int64) (int64, Mode, err
 	return c.Number, Mode(mode), err
 }
 
+// publishedNext is the earliest the next cycle may start by the published
+// schedule, zero if there is none.
+func publishedNext(st pgsql.State) time.Time {
+	switch {
+	case st.NextStart != nil:
+		return *st.NextStart
+	case st.Period() > 0:
+		return st.StartedAt.Add(st.Period())
+	}
+	return time.Time{}
+}
+
 // reportDamage checks the database for damage done from outside, logs each
 // problem at ERROR and sets the metric.
 func (u *Updater) reportDamage(ctx context.Context) {
@@ -335,11 +350,8 @@ func (u *Updater) newCycle(n int64, start time.Time, paced bool, mode Mode) pgsq
 }
 
 func cycleOf(st pgsql.State) pgsql.Cycle {
-	c := pgsql.Cycle{Number: st.Cycle, Floor: st.Floor, Seed: st.Seed, Mode: st.Mode, StartedAt: st.StartedAt}
-	if st.PeriodMS != nil {
-		c.Period = time.Duration(*st.PeriodMS) * time.Millisecond
-	}
-	return c
+	return pgsql.Cycle{Number: st.Cycle, Floor: st.Floor, Seed: st.Seed, Mode: st.Mode,
+		StartedAt: st.StartedAt, Period: st.Period()}
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.
