@@ -20,6 +20,7 @@ const clockSkew = 100 * time.Millisecond
 type answer struct {
 	users []byte       // the JSON array of users
 	until time.Time    // the answer is known to hold before this; zero: not reusable
+	fresh time.Time    // until, or maxAge after it was read if sooner
 	gen   uint64       // the invalidation generation it was read in
 	ans   pgsql.Answer // what it was read from
 }
@@ -37,7 +38,9 @@ type answer struct {
 // replica can tell that alone, without hearing from the leader in time.
 // Commits that touch what an answer depends on also invalidate it
 // (in-process on the leader, by LISTEN/NOTIFY elsewhere) so that a change is
-// picked up at once, and no answer lives longer than maxAge, a safety net.
+// picked up at once. As a safety net under both, an answer older than
+// maxAge is read again: in the background, while requests keep getting
+// it, if the schedule says it still holds; otherwise before answering.
 //
 // Refreshes are single-flight, and a request only ever waits for a refresh
 // that began after it arrived, so its answer is read after the request
@@ -81,8 +84,15 @@ func (c *cache) committed(bucket int) {
 
 // get returns an answer that is true at some moment after the call began.
 func (c *cache) get(ctx context.Context) (*answer, error) {
-	if a := c.current.Load(); a != nil && a.gen == c.gen.Load() && time.Now().Before(a.until) {
-		return a, nil
+	if a := c.current.Load(); a != nil && a.gen == c.gen.Load() {
+		now := time.Now()
+		if now.Before(a.fresh) {
+			return a, nil
+		}
+		if now.Before(a.until) {
+			c.revalidate()
+			return a, nil
+		}
 	}
 	c.mu.Lock()
 	var f *flight
@@ -106,6 +116,17 @@ func (c *cache) get(ctx context.Context) (*answer, error) {
 	}
 }
 
+// revalidate starts a refresh unless one is running, without waiting for
+// it.
+func (c *cache) revalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running == nil {
+		c.running = &flight{done: make(chan struct{})}
+		go c.refresh(c.running)
+	}
+}
+
 // refresh runs flight f, then the flight queued behind it, if any.
 func (c *cache) refresh(f *flight) {
 	gen, start := c.gen.Load(), time.Now()
@@ -114,7 +135,8 @@ func (c *cache) refresh(f *flight) {
 	cancel()
 	if f.err == nil {
 		f.a.gen = gen
-		f.a.until = minTime(stableUntil(f.a.ans), start.Add(c.maxAge))
+		f.a.until = stableUntil(f.a.ans)
+		f.a.fresh = minTime(f.a.until, start.Add(c.maxAge))
 		c.current.Store(f.a)
 		if c.onFloor != nil {
 			c.onFloor(f.a.ans.Floor)

@@ -224,3 +224,54 @@ func TestFreshDatabaseAnswerIsReusedOnceALeaderLeads(t *testing.T) {
 		t.Error("the answer was read again though the schedule says it holds")
 	}
 }
+
+// An answer past -cache-max-age that the schedule says still holds is
+// served while it is read again in the background: requests do not wait
+// for the read (a scan of every user when nobody qualifies).
+func TestAnswerPastMaxAgeIsRevalidatedInTheBackground(t *testing.T) {
+	t.Parallel()
+	const maxAge = 50 * time.Millisecond
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 100})
+	pool := pgtest.Pool(t, url)
+	if _, err := pool.Exec(context.Background(),
+		`UPDATE cycle_state SET next_start = now() + interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	a, srv := newAPI(t, url, Config{CacheMaxAge: maxAge})
+	get(t, srv.URL+"/")
+	first := a.cache.current.Load()
+	if first == nil || !first.until.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("answer %+v: want one the schedule says holds for an hour", first)
+	}
+	// Block the next read until the lock is released: a request waiting for
+	// it would show.
+	tx, err := pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), `LOCK TABLE cycle_state IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * maxAge) // the answer is now past its max age
+	for range 3 {
+		start := time.Now()
+		get(t, srv.URL+"/")
+		if took := time.Since(start); took > 200*time.Millisecond {
+			t.Errorf("GET / past max age took %v: it waited for the read", took)
+		}
+	}
+	if a.cache.current.Load() != first {
+		t.Fatal("the answer changed while its read was blocked")
+	}
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for a.cache.current.Load() == first {
+		if time.Now().After(deadline) {
+			t.Fatal("the answer was not read again in the background")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
