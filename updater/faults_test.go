@@ -125,7 +125,9 @@ func TestBucketThatKeepsFailingStaysWhollyOld(t *testing.T) {
 }
 
 // SIGTERM in the middle of a rolling cycle: Run returns within 5 s, no bucket
-// is half-updated, and the next leader resumes the cycle where it stopped.
+// is half-updated, and the next leader, though configured with another
+// period, resumes the cycle where it stopped, on the slots it was published
+// with.
 func TestShutdownMidCycleThenResume(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 8, Users: 16_000})
@@ -151,7 +153,9 @@ func TestShutdownMidCycleThenResume(t *testing.T) {
 		t.Fatalf("%d buckets half-updated after shutdown", n)
 	}
 
-	next, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
+	other := cfg
+	other.Period = 10 * time.Second
+	next, _ := newUpdater(t, pgtest.Pool(t, url), other)
 	runInBackground(t, next)
 	eventually(t, 4*time.Second, "the next leader finishes the same cycle", func() bool {
 		st := readState(t, pool)
