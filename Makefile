@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/pointsd
 
-.PHONY: build run test bench fmt-check vet db-stop clean
+.PHONY: build run test bench chaos fmt-check vet db-stop clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/pointsd
@@ -32,6 +32,12 @@ bench: build
 	$(GO) build -o bin/staticserve ./internal/staticserve
 	env -u DATABASE_URL bin/devrun -dir .data/bench -db pointsd_bench -- \
 		bin/bench -pointsd $(BIN) -static bin/staticserve -out docs
+
+# Runs the fault matrix against pointsd on a cluster of its own (never
+# DATABASE_URL's) and rewrites docs/RELIABILITY.md; about 8 minutes.
+chaos: build
+	$(GO) build -o bin/chaos ./internal/chaos
+	env -u DATABASE_URL bin/chaos -pointsd $(BIN) -dir .data/chaos -out docs
 
 # Stops the ./.data cluster if a killed make run left it running.
 db-stop:
