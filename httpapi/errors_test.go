@@ -31,8 +31,8 @@ func TestUnknownRouteAndWrongMethod(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET" {
-			t.Errorf("POST %s: %s, Allow %q; want 405 with Allow: GET", path, resp.Status, resp.Header.Get("Allow"))
+		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("POST %s: %s, Allow %q; want 405 with Allow: GET, HEAD", path, resp.Status, resp.Header.Get("Allow"))
 		}
 	}
 	// Route labels come from chi's patterns, never raw paths: one series

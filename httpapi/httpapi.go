@@ -54,6 +54,8 @@ type API struct {
 	slots chan struct{}
 	// failures logs failed requests, at most one line a second.
 	failures *sampledLog
+	// draining is set on shutdown: /readyz answers 503 from then on.
+	draining atomic.Bool
 }
 
 // New validates cfg and builds the router.
@@ -81,12 +83,13 @@ func New(cfg Config) (*API, error) {
 		slots:    make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
 		failures: &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "requests failed", interval: time.Second},
 	}
-	a.mux.Use(middleware.RequestID, a.instrument)
+	// GetHead answers HEAD on every GET route (net/http drops the body).
+	a.mux.Use(middleware.RequestID, a.instrument, middleware.GetHead)
 	a.mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
 	a.mux.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", http.MethodGet) // every route is GET only
+		w.Header().Set("Allow", "GET, HEAD") // every route is GET (and so HEAD) only
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 	})
 	a.mux.Get("/", a.query)
@@ -99,6 +102,11 @@ func New(cfg Config) (*API, error) {
 
 // ServeHTTP makes the API an http.Handler.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// Drain makes /readyz answer 503 from now on: the server is shutting down,
+// and load balancers should stop sending it requests while it still serves
+// them.
+func (a *API) Drain() { a.draining.Store(true) }
 
 // Invalidate drops the cached answer.
 func (a *API) Invalidate() { a.cache.invalidate() }

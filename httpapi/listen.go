@@ -18,6 +18,9 @@ import (
 // holds one dedicated connection, and reconnects after losing it; whatever
 // was missed meanwhile is covered by invalidating on every (re)connect.
 func (a *API) Listen(ctx context.Context) {
+	// It reconnects every second while the database is down: say so every
+	// 10 s, with a count.
+	failed := &sampledLog{logger: a.log, level: slog.LevelWarn, msg: "change listener", interval: 10 * time.Second}
 	l := &pgxlisten.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
 			cfg := a.cfg.Pool.Config().ConnConfig.Copy()
@@ -26,7 +29,7 @@ func (a *API) Listen(ctx context.Context) {
 		},
 		LogError: func(ctx context.Context, err error) {
 			if ctx.Err() == nil {
-				a.log.Warn("change listener", slog.Any("err", err))
+				failed.log(ctx, slog.Any("err", err))
 			}
 		},
 		ReconnectDelay: time.Second,

@@ -17,6 +17,11 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 // answers, its schema is the one this binary expects, and nothing in it is
 // damaged (see sql.CheckState). A 503 says why.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.draining.Load() {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		return
+	}
 	ctx, cancel := a.dbContext(r)
 	defer cancel()
 	type readiness struct {

@@ -4,7 +4,6 @@
 package metrics
 
 import (
-	"github.com/IBM/pgxpoolprometheus"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -129,6 +128,18 @@ func New() *Metrics {
 	return m
 }
 
+// RegisterBuildInfo adds pointsd_build_info{version,revision,goversion} 1,
+// so that dashboards can tell which build each replica runs.
+func (m *Metrics) RegisterBuildInfo(version, revision, goVersion string) error {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "pointsd_build_info",
+		Help:        "Always 1; the labels say which build of pointsd this replica runs.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+	})
+	g.Set(1)
+	return m.Registry.Register(g)
+}
+
 // SetProblems records the findings of a state check.
 func (m *Metrics) SetProblems(problems []pgsql.Problem) {
 	n := map[string]int{}
@@ -140,9 +151,9 @@ func (m *Metrics) SetProblems(problems []pgsql.Problem) {
 	}
 }
 
-// RegisterPool adds a connection pool's statistics (pgxpool_*), labelled
-// with the pool's name: pointsd keeps the query pool and the updater's pool
-// apart so neither can starve the other, and shows both.
+// RegisterPool adds a connection pool's statistics (pointsd_pool_*),
+// labelled with the pool's name: pointsd keeps the query pool and the
+// updater's pool apart so neither can starve the other, and shows both.
 func (m *Metrics) RegisterPool(name string, pool *pgxpool.Pool) error {
-	return m.Registry.Register(pgxpoolprometheus.NewCollector(pool, map[string]string{"pool": name}))
+	return m.Registry.Register(newPoolCollector(name, pool))
 }

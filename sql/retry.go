@@ -3,7 +3,10 @@ package sql
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -29,9 +32,13 @@ func IsConnError(err error) bool {
 		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "53") ||
 			c == "57P01" || c == "57P02" || c == "57P03"
 	}
-	// Not reported by the server: the transport failed (reset, EOF,
-	// timeout).
-	return true
+	// Not reported by the server: the transport failed (reset, refused,
+	// EOF, a timeout, a connection already closed).
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
+		pgconn.Timeout(err) || strings.Contains(err.Error(), "conn closed")
 }
 
 // RetryRead runs read, and once more if it failed on the connection: a

@@ -19,6 +19,7 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	mode := updater.Rolling
 	fs.TextVar(&mode, "mode", updater.Rolling, "update mode: rolling (one transaction per bucket) or strict (one transaction);\nwhen not given, the cluster's mode (see pointsd mode)")
 	workers := fs.Int("workers", updater.DefaultWorkers, "rolling: buckets updated at once, 1..64")
+	level := addLogLevel(fs)
 	wait := addWait(fs)
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
@@ -48,7 +49,7 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	if !isSet(fs, "mode") {
 		mode = "" // the cluster's
 	}
-	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Logger: newLogger(stderr),
+	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Logger: newLogger(stderr, level.Level),
 		Mode: mode, Workers: *workers})
 	if err != nil {
 		return err

@@ -4,16 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"golang.org/x/term"
 
 	pgsql "github.com/pointsd/pointsd/sql"
 )
@@ -99,17 +95,4 @@ func requireSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("schema is not current (version %d of %d): run pointsd migrate first", cur, latest)
 	}
 	return nil
-}
-
-// newLogger logs text on a terminal, JSON otherwise.
-func newLogger(w io.Writer) *slog.Logger {
-	if isTerminal(w) {
-		return slog.New(slog.NewTextHandler(w, nil))
-	}
-	return slog.New(slog.NewJSONHandler(w, nil))
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
 }

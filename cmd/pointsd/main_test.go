@@ -182,7 +182,7 @@ func TestServeLeadsRunsCyclesAndStopsOnCancel(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"pointsd_leader 1", `pointsd_cycle_duration_seconds_count{mode="strict"}`, `pgxpool_max_conns{pool="updater"}`} {
+	for _, want := range []string{"pointsd_leader 1", `pointsd_cycle_duration_seconds_count{mode="strict"}`, `pointsd_pool_max_connections{pool="updater"}`, `pointsd_build_info{goversion=`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

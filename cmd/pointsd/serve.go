@@ -1,26 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"sync"
+	"strconv"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/metrics"
-	pgsql "github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
 )
-
-// shutdownTimeout bounds draining requests in flight on SIGTERM.
-const shutdownTimeout = 5 * time.Second
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "[flags]",
@@ -31,9 +25,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		"or strict (one transaction); when not given, the mode stored in the database stands (see pointsd mode)")
 	period := fs.Duration("period", updater.DefaultPeriod, "time between cycle starts (cycles start on wall-clock multiples of it), at least 100ms")
 	workers := fs.Int("workers", updater.DefaultWorkers, "buckets updated at once, 1..64")
-	slow := fs.Duration("slow-cycle", updater.DefaultSlowCycle, "log a warning for cycles slower than this")
+	slow := fs.Duration("slow-cycle", updater.DefaultSlowCycle, "log a warning for cycles whose work takes longer than this")
 	useCache := fs.Bool("cache", true, "answer GET / from memory while the answer is known to hold; -cache=false reads the database per request")
-	maxAge := fs.Duration("cache-max-age", time.Second, "longest a cached answer is reused, whatever the schedule says")
+	maxAge := fs.Duration("cache-max-age", time.Second, "a cached answer older than this is read again (in the background while the schedule says it holds)")
+	delay := fs.Duration("shutdown-delay", 2*time.Second, "on SIGTERM, how long /readyz answers 503 while requests are still served, so that load balancers stop sending them; then the server drains")
+	debugAddr := fs.String("debug-addr", "", "serve net/http/pprof on this address, never on -addr (a bare :port binds loopback); off when empty")
+	level := addLogLevel(fs)
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
@@ -52,7 +49,19 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if *maxAge <= 0 {
 		return usageError{fmt.Sprintf("pointsd serve: -cache-max-age must be positive, got %v", *maxAge)}
 	}
-	log := newLogger(stderr)
+	if *delay < 0 || *delay > time.Minute {
+		return usageError{fmt.Sprintf("pointsd serve: -shutdown-delay must be between 0 and 1m, got %v", *delay)}
+	}
+	if *debugAddr != "" {
+		host, _, err := net.SplitHostPort(*debugAddr)
+		if err != nil {
+			return usageError{fmt.Sprintf("pointsd serve: invalid -debug-addr %q: %v", *debugAddr, err)}
+		}
+		if host == "" {
+			*debugAddr = "127.0.0.1" + *debugAddr
+		}
+	}
+	log := newLogger(stderr, level.Level)
 
 	// The pools connect on demand: serve starts whether or not the
 	// database is up, and waits for it.
@@ -70,13 +79,17 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer upool.Close()
 
 	m := metrics.New()
-	if err := errors.Join(m.RegisterPool("query", pool), m.RegisterPool("updater", upool)); err != nil {
+	b := readBuildInfo()
+	if err := errors.Join(m.RegisterPool("query", pool), m.RegisterPool("updater", upool),
+		m.RegisterBuildInfo(b.Version, b.Revision, b.GoVersion)); err != nil {
 		return err
 	}
-	var api *httpapi.API
 	if !isSet(fs, "mode") {
 		mode = "" // the cluster's stored mode stands
 	}
+	// The updater tells the API of every commit, so that the leader's own
+	// cached answer is dropped at once; the API is built after it.
+	var api *httpapi.API
 	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log,
 		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow,
 		OnCommit: func(bucket int) { api.Committed(bucket) }})
@@ -88,92 +101,16 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	log.Info("serving", slog.String("addr", ln.Addr().String()))
-
-	// Once the database answers and is migrated, the updater (when leader)
-	// and the change listener run beside the server until shutdown. Until
-	// then the server answers /healthz, and 503 for the rest.
-	uctx, stopUpdater := context.WithCancel(ctx)
-	defer stopUpdater()
-	var bg sync.WaitGroup
-	bg.Go(func() {
-		if !prepare(uctx, pool, log) {
-			return
-		}
-		var run sync.WaitGroup
-		run.Go(func() { upd.Run(uctx) })
-		run.Go(func() { api.Listen(uctx) })
-		run.Wait()
+	dbc := pool.Config().ConnConfig
+	log.Info("starting pointsd", slog.String("version", b.Version), slog.String("revision", b.Revision),
+		slog.String("go", b.GoVersion), slog.String("addr", *addr), slog.String("mode", cmp.Or(string(mode), "(the cluster's)")),
+		slog.Duration("period", *period), slog.Int("workers", *workers), slog.Duration("slow_cycle", *slow),
+		slog.Bool("cache", *useCache), slog.Duration("cache_max_age", *maxAge), slog.Duration("shutdown_delay", *delay),
+		slog.String("debug_addr", *debugAddr), slog.String("log_level", level.String()),
+		// The database, never its password.
+		slog.String("database", fmt.Sprintf("%s@%s/%s", dbc.User, net.JoinHostPort(dbc.Host, strconv.Itoa(int(dbc.Port))), dbc.Database)))
+	return serveUntilDone(ctx, server{
+		addr: *addr, debugAddr: *debugAddr, shutdownDelay: *delay,
+		api: api, upd: upd, pool: pool, log: log,
 	})
-	updaterDone := make(chan struct{})
-	go func() { bg.Wait(); close(updaterDone) }()
-
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		stopUpdater()
-		<-updaterDone
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	// The updater takes no new bucket and lets the one in flight finish,
-	// while the server drains its requests.
-	stopUpdater()
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	<-updaterDone
-	if err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// prepare waits for the database, then migrates it and repairs what it
-// can, retrying every second at most, with a warning at most every 5 s.
-// It reports false if ctx ended first.
-func prepare(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) bool {
-	var warned time.Time
-	err := retry(ctx, 365*24*time.Hour, func() error {
-		err := ping(ctx, pool)
-		if err == nil {
-			err = pgsql.Migrate(ctx, pool, 0, log)
-		}
-		if err != nil && ctx.Err() == nil && time.Since(warned) >= 5*time.Second {
-			warned = time.Now()
-			log.Warn("waiting for the database: serving 503 until it answers and is migrated", slog.Any("err", err))
-		}
-		return err
-	})
-	if err != nil {
-		return false // ctx ended
-	}
-	if !warned.IsZero() {
-		log.Info("the database answers and is migrated")
-	}
-	repaired, err := pgsql.Repair(ctx, pool)
-	if err != nil {
-		// Queries can still be served; /readyz says what is wrong.
-		log.Error("cannot repair the database", slog.Any("err", err))
-	}
-	for _, r := range repaired {
-		log.Warn("repaired the database", slog.String("repair", r))
-	}
-	return true
 }

@@ -1,0 +1,51 @@
+package sql_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pointsd/pointsd/internal/pgtest"
+	pgsql "github.com/pointsd/pointsd/sql"
+)
+
+// Errors about reaching the database are told from errors of pointsd's own
+// (a statement the server refused, a cycle another leader started, a
+// missing row): only the first pass by themselves, and are retried.
+func TestIsConnError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{})
+	pool := pgtest.Pool(t, url)
+	_, refused := pgx.Connect(ctx, "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	_, syntax := pool.Exec(ctx, `SELEC 1`)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1, 5000)`, conn.PgConn().PID()); err != nil {
+		t.Fatal(err)
+	}
+	_, terminated := conn.Exec(ctx, `SELECT 1`)
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", refused, true},
+		{"session terminated", terminated, true},
+		{"deadline", context.DeadlineExceeded, true},
+		{"syntax error", syntax, false},
+		{"missing state row", pgsql.ErrNoState, false},
+		{"another leader started the cycle", fmt.Errorf("rolling cycle 3: %w", errors.New("cycle already started by another updater")), false},
+		{"canceled", context.Canceled, false},
+		{"nil", nil, false},
+	} {
+		if got := pgsql.IsConnError(c.err); got != c.want {
+			t.Errorf("%s (%v): IsConnError = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
