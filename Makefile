@@ -2,10 +2,17 @@
 GO ?= go
 BIN := bin/pointsd
 
+# make build stamps the version and commit (pointsd version, pointsd_build_info);
+# the Dockerfile runs the same target, passing both in.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+
 .PHONY: build run test bench chaos fmt-check vet db-stop clean
 
+# A static (no cgo), -trimpath binary.
 build:
-	$(GO) build -o $(BIN) ./cmd/pointsd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pointsd
 	$(GO) build -o bin/devrun ./internal/devrun
 
 # Uses DATABASE_URL when set; otherwise starts (or reuses) a cluster under
