@@ -18,9 +18,13 @@ build:
 # Uses DATABASE_URL when set; otherwise starts (or reuses) a cluster under
 # ./.data from the installed PostgreSQL binaries and stops it on exit.
 run: build
+	@[ -n "$$DATABASE_URL" ] || internal/scripts/ensure-postgres.sh
 	bin/devrun -- sh -c '$(BIN) migrate && $(BIN) seed && exec $(BIN) serve'
 
+# Starts its own PostgreSQL from the server binaries, which it installs when
+# they are missing and it can (see internal/scripts/ensure-postgres.sh).
 test: fmt-check vet
+	@[ -n "$$TEST_DATABASE_URL" ] || internal/scripts/ensure-postgres.sh
 	$(GO) test -race -count=1 ./...
 
 fmt-check:

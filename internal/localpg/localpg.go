@@ -9,6 +9,7 @@ package localpg
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -87,15 +89,22 @@ func binDir() (string, error) {
 			return filepath.Dir(p), nil
 		}
 	}
-	out, err := exec.Command("pg_config", "--bindir").Output()
-	if err != nil {
-		return "", ErrNoPostgres
+	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+		dir := strings.TrimSpace(string(out))
+		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err == nil {
+			return dir, nil
+		}
 	}
-	dir := strings.TrimSpace(string(out))
-	if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err != nil {
-		return "", ErrNoPostgres
+	// Debian's packages keep the server binaries off PATH, one folder per
+	// major version: take the newest.
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	slices.SortFunc(dirs, func(a, b string) int { return cmp.Compare(majorOf(b), majorOf(a)) })
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err == nil {
+			return dir, nil
+		}
 	}
-	return dir, nil
+	return "", ErrNoPostgres
 }
 
 func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
@@ -243,4 +252,10 @@ func url(port int) string {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// majorOf is the major version in a /usr/lib/postgresql/N/bin path.
+func majorOf(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
 }
