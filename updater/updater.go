@@ -222,6 +222,10 @@ func (u *Updater) lead(ctx context.Context) error {
 			return nil
 		case errors.Is(err, pgsql.ErrNoState):
 			u.log.Error("cannot run cycles", slog.Any("err", err))
+		case errors.Is(err, ErrNotStarted):
+			// Another replica led for a moment too (this one's lock was
+			// lost and not yet noticed): the fence held, nothing to count.
+			u.log.Warn("another leader started the cycle", slog.Int64("cycle", cycle))
 		case pgsql.IsConnError(err):
 			u.log.Warn("cycle failed: database unreachable", slog.Int64("cycle", cycle), slog.Any("err", err))
 		default:
