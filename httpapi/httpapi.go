@@ -108,11 +108,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 // them.
 func (a *API) Drain() { a.draining.Store(true) }
 
-// Invalidate drops the cached answer.
-func (a *API) Invalidate() { a.cache.invalidate() }
-
 // Committed tells the API that a change to bucket (or, for
-// updater.AllBuckets, to the floor) committed. The cached answer is dropped
+// sql.AllBuckets, to the floor) committed. The cached answer is dropped
 // only if it depends on that bucket.
 func (a *API) Committed(bucket int) { a.cache.committed(bucket) }
 

@@ -50,6 +50,6 @@ func (i invalidator) HandleNotification(_ context.Context, n *pgconn.Notificatio
 }
 
 func (i invalidator) HandleBacklog(context.Context, string, *pgx.Conn) error {
-	i.a.Invalidate()
+	i.a.cache.invalidate()
 	return nil
 }

@@ -84,7 +84,7 @@ func TestQueryIsStrictlyAboveTheFloor(t *testing.T) {
 		if _, err := pool.Exec(ctx, `UPDATE cycle_state SET floor = $1`, floor); err != nil {
 			t.Fatal(err)
 		}
-		a.Invalidate()
+		a.cache.invalidate()
 		body := rawGet(t, srv.URL+"/")
 		want := map[int]string{100: `{"users":[],"timestamp":"`, 51: `{"users":[{"id":10,"points":100}],"timestamp":"`}[floor]
 		if len(body) < len(want) || body[:len(want)] != want {

@@ -19,9 +19,6 @@ import (
 	pgsql "github.com/pointsd/pointsd/sql"
 )
 
-// AllBuckets is the bucket OnCommit gets when a cycle starts.
-const AllBuckets = pgsql.AllBuckets
-
 // ErrNotStarted is returned when another updater started the cycle first.
 var ErrNotStarted = errors.New("cycle already started by another updater")
 
@@ -106,7 +103,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 	}
 	res.Took = time.Since(start)
 	res.Work = res.Took
-	u.committed(res.Rows, c.Floor, AllBuckets)
+	u.committed(res.Rows, c.Floor, pgsql.AllBuckets)
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res.Took)
 }
@@ -129,7 +126,7 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 		if !started {
 			return res, fmt.Errorf("rolling cycle %d: %w", c.Number, ErrNotStarted)
 		}
-		u.committed(0, c.Floor, AllBuckets)
+		u.committed(0, c.Floor, pgsql.AllBuckets)
 	}
 	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
 	if err != nil {

@@ -179,12 +179,32 @@ func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 	if _, err := pool.Exec(ctx, `
 		CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN PERFORM pg_sleep(0.7); RETURN NULL; END $$;
-		CREATE TRIGGER slow AFTER UPDATE ON users FOR EACH STATEMENT EXECUTE FUNCTION slow();`); err != nil {
+		CREATE TRIGGER slow AFTER UPDATE ON users FOR EACH STATEMENT EXECUTE FUNCTION slow();
+		-- Every change of the state, when it was made: the cycles' history.
+		CREATE TABLE history (cycle bigint, finished boolean, at timestamptz);
+		CREATE FUNCTION record() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN INSERT INTO history VALUES (NEW.cycle, NEW.finished_at IS NOT NULL, clock_timestamp()); RETURN NULL; END $$;
+		CREATE TRIGGER record AFTER UPDATE ON cycle_state FOR EACH ROW EXECUTE FUNCTION record();`); err != nil {
 		t.Fatal(err)
 	}
 	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Strict, Period: period})
-	runInBackground(t, u)
+	stop := runInBackground(t, u)
 	eventually(t, 10*time.Second, "two overruns", func() bool { return testutil.ToFloat64(m.CycleOverruns) >= 2 })
+	stop()
+
+	// No cycle started before the one before it finished.
+	var overlaps, cycles int
+	if err := pool.QueryRow(ctx, `
+		WITH starts AS (SELECT cycle, min(at) AS at FROM history WHERE NOT finished GROUP BY cycle),
+		     finishes AS (SELECT cycle, min(at) AS at FROM history WHERE finished GROUP BY cycle)
+		SELECT count(*) FILTER (WHERE f.at IS NULL OR s.at < f.at), count(*)
+		FROM starts s LEFT JOIN finishes f ON f.cycle = s.cycle - 1
+		WHERE s.cycle > 1`).Scan(&overlaps, &cycles); err != nil {
+		t.Fatal(err)
+	}
+	if overlaps != 0 || cycles < 1 {
+		t.Errorf("%d of %d cycles started before the previous one finished", overlaps, cycles)
+	}
 
 	st := readState(t, pool)
 	if !st.StartedAt.Equal(st.StartedAt.Truncate(period)) {

@@ -243,13 +243,19 @@ func poolAs(t *testing.T, url string, edit func(*pgxpool.Config)) *pgxpool.Pool 
 // cycleCount is the number of cycles m has seen finish.
 func cycleCount(t *testing.T, m *metrics.Metrics) uint64 {
 	t.Helper()
+	return sampleCount(t, m, "pointsd_cycle_duration_seconds")
+}
+
+// sampleCount is the number of observations of the histogram name in m.
+func sampleCount(t *testing.T, m *metrics.Metrics, name string) uint64 {
+	t.Helper()
 	families, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var n uint64
 	for _, f := range families {
-		if f.GetName() == "pointsd_cycle_duration_seconds" {
+		if f.GetName() == name {
 			for _, s := range f.GetMetric() {
 				n += s.GetHistogram().GetSampleCount()
 			}

@@ -52,7 +52,7 @@ type Config struct {
 	// every value; by default it is seeded at random.
 	Rand *rand.Rand
 	// OnCommit, if set, is called after every committed change of points or
-	// floor with the bucket rewritten, or AllBuckets when a cycle started
+	// floor with the bucket rewritten, or sql.AllBuckets when a cycle started
 	// (the floor changed, and in strict mode every bucket).
 	OnCommit func(bucket int)
 }

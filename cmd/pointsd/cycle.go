@@ -42,8 +42,12 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	conn := pc.Hijack() // closing it releases the lock
 	defer conn.Close(context.Background())
-	if ok, err := pgsql.TryLeaderLock(ctx, conn); err != nil || !ok {
-		return errors.Join(err, errors.New("a pointsd serve is leading and runs the cycles: stop it to run one by hand"))
+	ok, err := pgsql.TryLeaderLock(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("a pointsd serve is leading and runs the cycles: stop it to run one by hand")
 	}
 
 	if !isSet(fs, "mode") {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pointsd/pointsd/internal/pgtest"
 	pgsql "github.com/pointsd/pointsd/sql"
 )
@@ -253,5 +255,41 @@ func TestCycleRunsOneCycleAndPrintsIt(t *testing.T) {
 	defer conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
 	if code, _, stderr := pointsd(t, ctx, env, "cycle"); code != 1 || !strings.Contains(stderr, "a pointsd serve is leading") {
 		t.Fatalf("cycle under a leader: exit %d, %q; want exit 1 saying a serve leads", code, stderr)
+	}
+}
+
+// An error is reported as itself: a role that may not read the schema's
+// version is not told to migrate, and one that may not take the leader lock
+// is not told that a serve leads.
+func TestErrorsAreNotDisguised(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Users: 10})
+	pool := pgtest.Pool(t, url)
+	role := fmt.Sprintf("limited_%d", time.Now().UnixNano())
+	if _, err := pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN;
+		REVOKE EXECUTE ON FUNCTION pg_try_advisory_lock(bigint) FROM PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(ctx, `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asRole := strings.Replace(url, "postgres@", role+"@", 1)
+	if cfg.User != "postgres" || asRole == url {
+		t.Skip("needs a postgres@ URL to swap the role in")
+	}
+	env := map[string]string{"DATABASE_URL": asRole}
+	if code, _, stderr := pointsd(t, ctx, env, "seed", "-users", "10"); code != 1 ||
+		!strings.Contains(stderr, "permission denied") || strings.Contains(stderr, "migrate") {
+		t.Errorf("seed without SELECT on the schema: exit %d, %q; want the permission error, not a hint to migrate", code, stderr)
+	}
+	if _, err := pool.Exec(ctx, `GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := pointsd(t, ctx, env, "cycle"); code != 1 ||
+		!strings.Contains(stderr, "permission denied") || strings.Contains(stderr, "leading") {
+		t.Errorf("cycle without the lock function: exit %d, %q; want the permission error, not that a serve leads", code, stderr)
 	}
 }

@@ -10,8 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -115,11 +115,12 @@ func openPool(ctx context.Context, dbURL string, conns int32) (*pgxpool.Pool, er
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
-// hostPort is the database server's address, for pgbench.
+// hostPort is the database server's address, for pgbench; dbURL may be a
+// URL or a key=value string.
 func hostPort(dbURL string) (host, port, user, db string) {
-	u, err := url.Parse(dbURL)
+	cfg, err := pgx.ParseConfig(dbURL)
 	if err != nil {
 		return "", "", "", ""
 	}
-	return u.Hostname(), u.Port(), u.User.Username(), u.Path[1:]
+	return cfg.Host, strconv.Itoa(int(cfg.Port)), cfg.User, cfg.Database
 }

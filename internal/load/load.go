@@ -35,7 +35,12 @@ func Run(ctx context.Context, url string, rate, seconds, conns int) []Second {
 	interval := time.Second / time.Duration(rate)
 	for i := range seconds * rate {
 		at := start.Add(time.Duration(i) * interval)
-		time.Sleep(time.Until(at))
+		t := time.NewTimer(time.Until(at))
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
 		if ctx.Err() != nil {
 			break
 		}

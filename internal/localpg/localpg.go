@@ -73,10 +73,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	bin, err := binDir()
 	if err != nil {
-		if s, derr := startDocker(ctx, cfg); derr == nil {
-			return s, nil
+		s, derr := startDocker(ctx, cfg)
+		if derr != nil {
+			// Both ways failed: say why the second did too.
+			return nil, fmt.Errorf("%w (Docker: %v)", ErrNoPostgres, derr)
 		}
-		return nil, ErrNoPostgres
+		return s, nil
 	}
 	return startLocal(ctx, bin, cfg)
 }
@@ -147,6 +149,16 @@ func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
 	}
 
 	if port, ok := runningPort(dir); ok {
+		// A running server is joined as it is: its settings and port were
+		// set when it started, and restarting it would cut off whoever
+		// else uses it. Asking for another port is an error, not a
+		// surprise.
+		if cfg.Port != 0 && cfg.Port != port {
+			return nil, fmt.Errorf("a server already runs in %s on port %d, not %d: stop it (pg_ctl stop -D %s) or use its port", dir, port, cfg.Port, dir)
+		}
+		if len(cfg.Settings) > 0 {
+			fmt.Fprintf(cfg.Log, "localpg: joining the server already running in %s; its settings stand, not the ones asked for\n", dir)
+		}
 		return &Server{URL: url(port)}, nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err != nil {
