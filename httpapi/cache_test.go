@@ -64,13 +64,13 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000})
 	pool := pgtest.Pool(t, url)
 
-	var leaderAPI *API
 	u, err := updater.New(updater.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
-		Period: time.Second, LeaderPoll: 100 * time.Millisecond, OnCommit: func(bucket int) { leaderAPI.Committed(bucket) }})
+		Period: time.Second, LeaderPoll: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaderAPI, leaderSrv := newAPI(t, url, Config{Updater: u})
+	leaderAPI, leaderSrv := newAPI(t, url, Config{Replica: u})
+	u.OnCommit(leaderAPI.Committed)
 	replica, replicaSrv := newAPI(t, url, Config{})
 	lctx, stopListen := context.WithCancel(ctx)
 	listening := make(chan struct{})

@@ -52,12 +52,12 @@ func newAPIWith(t *testing.T, url, role string, cfg Config) (*API, *httptest.Ser
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}
-	if cfg.Updater == nil {
+	if cfg.Replica == nil {
 		u, err := updater.New(updater.Config{Pool: pool, Metrics: cfg.Metrics, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.Updater = u
+		cfg.Replica = u
 	}
 	a, err := New(cfg)
 	if err != nil {

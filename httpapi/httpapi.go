@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pointsd/pointsd/metrics"
-	"github.com/pointsd/pointsd/updater"
 )
 
 // Config is what the API needs. Zero durations take the defaults.
@@ -26,8 +25,8 @@ type Config struct {
 	Pool    *pgxpool.Pool // the query pool
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	// Updater reports this replica's mode and leadership for /status.
-	Updater interface{ Status() updater.Status }
+	// Replica reports this replica's part in the cluster for /status.
+	Replica Replica
 
 	// DBTimeout bounds every database call a request makes (default 2s).
 	DBTimeout time.Duration
@@ -38,6 +37,14 @@ type Config struct {
 	CacheMaxAge time.Duration
 	// Now is the clock of the previous-query times (default time.Now).
 	Now func() time.Time
+}
+
+// Replica is what /status shows of this replica's updater (the updater
+// package's Updater; declared here so that httpapi and updater stay peers).
+type Replica interface {
+	// LeaderStatus reports whether this replica leads, and why it cannot
+	// lead when it cannot ("" otherwise).
+	LeaderStatus() (leader bool, problem string)
 }
 
 // API serves pointsd's endpoints.
@@ -60,8 +67,8 @@ type API struct {
 
 // New validates cfg and builds the router.
 func New(cfg Config) (*API, error) {
-	if cfg.Pool == nil || cfg.Metrics == nil || cfg.Updater == nil {
-		return nil, errors.New("httpapi: Config.Pool, Metrics and Updater are required")
+	if cfg.Pool == nil || cfg.Metrics == nil || cfg.Replica == nil {
+		return nil, errors.New("httpapi: Config.Pool, Metrics and Replica are required")
 	}
 	if cfg.DBTimeout < 0 || cfg.CacheMaxAge < 0 {
 		return nil, errors.New("httpapi: durations must not be negative")

@@ -84,9 +84,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	u := a.cfg.Updater.Status()
+	leader, problem := a.cfg.Replica.LeaderStatus()
 	writeJSON(w, http.StatusOK, statusBody{
-		Mode: st.ClusterMode, Leader: u.Leader, LeaderProblem: u.Problem,
+		Mode: st.ClusterMode, Leader: leader, LeaderProblem: problem,
 		Cycle: st.Cycle, CycleMode: st.Mode, CycleStartedAt: st.StartedAt, Floor: st.Floor,
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,
 		LastCycle: st.LastDuration, FinishedAt: st.FinishedAt,

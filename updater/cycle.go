@@ -264,8 +264,8 @@ func (u *Updater) committed(rows int64, floor, bucket int) {
 	if floor >= 0 {
 		u.cfg.Metrics.Floor.Set(float64(floor))
 	}
-	if u.cfg.OnCommit != nil {
-		u.cfg.OnCommit(bucket)
+	if u.onCommit != nil {
+		u.onCommit(bucket)
 	}
 }
 

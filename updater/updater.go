@@ -51,10 +51,6 @@ type Config struct {
 	// Rand draws floors and seeds. Tests inject a seeded one to predict
 	// every value; by default it is seeded at random.
 	Rand *rand.Rand
-	// OnCommit, if set, is called after every committed change of points or
-	// floor with the bucket rewritten, or sql.AllBuckets when a cycle started
-	// (the floor changed, and in strict mode every bucket).
-	OnCommit func(bucket int)
 }
 
 // Updater runs cycles: when asked (RunCycle) or, as the leader among the
@@ -64,6 +60,8 @@ type Updater struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	state Status
+	// onCommit is told of every commit (see OnCommit).
+	onCommit func(bucket int)
 	// modeSet is whether Config.Mode has been set as the cluster's mode
 	// (once, when Run first reaches the database). Run's goroutine only.
 	modeSet bool
@@ -110,6 +108,18 @@ func New(cfg Config) (*Updater, error) {
 	u := &Updater{cfg: cfg, log: cfg.Logger}
 	u.observeMode(string(cfg.Mode))
 	return u, nil
+}
+
+// OnCommit makes f be called after every committed change of points or
+// floor with the bucket rewritten, or sql.AllBuckets when a cycle started
+// (the floor changed, and in strict mode every bucket). Call it before Run.
+func (u *Updater) OnCommit(f func(bucket int)) { u.onCommit = f }
+
+// LeaderStatus reports whether this replica leads, and why it cannot lead
+// when it cannot ("" otherwise): what /status shows of the updater.
+func (u *Updater) LeaderStatus() (leader bool, problem string) {
+	st := u.Status()
+	return st.Leader, st.Problem
 }
 
 // Status returns a snapshot of the updater's status.

@@ -87,20 +87,19 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if !isSet(fs, "mode") {
 		mode = "" // the cluster's stored mode stands
 	}
-	// The updater tells the API of every commit, so that the leader's own
-	// cached answer is dropped at once; the API is built after it.
-	var api *httpapi.API
 	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log,
-		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow,
-		OnCommit: func(bucket int) { api.Committed(bucket) }})
+		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow})
 	if err != nil {
 		return err
 	}
-	api, err = httpapi.New(httpapi.Config{Pool: pool, Logger: log, Metrics: m, Updater: upd,
+	api, err := httpapi.New(httpapi.Config{Pool: pool, Logger: log, Metrics: m, Replica: upd,
 		NoCache: !*useCache, CacheMaxAge: *maxAge})
 	if err != nil {
 		return err
 	}
+	// The leader's own commits drop its cached answer at once (the other
+	// replicas hear of them by NOTIFY).
+	upd.OnCommit(api.Committed)
 	dbc := pool.Config().ConnConfig
 	log.Info("starting pointsd", slog.String("version", b.Version), slog.String("revision", b.Revision),
 		slog.String("go", b.GoVersion), slog.String("addr", *addr), slog.String("mode", cmp.Or(string(mode), "(the cluster's)")),
