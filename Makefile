@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: build run test bench chaos fmt-check vet db-stop clean
+.PHONY: build run test lint bench chaos fmt-check vet db-stop clean
 
 # A static (no cgo), -trimpath binary.
 build:
@@ -26,6 +26,16 @@ run: build
 test: fmt-check vet
 	@[ -n "$$TEST_DATABASE_URL" ] || internal/scripts/ensure-postgres.sh
 	$(GO) test -race -count=1 ./...
+
+# golangci-lint at the version .golangci.yml was written for, installed with
+# go install when missing (into $(go env GOPATH)/bin).
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(shell $(GO) env GOPATH)/bin/golangci-lint
+lint:
+	@$(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) " || \
+		{ echo "installing golangci-lint $(GOLANGCI_LINT_VERSION)"; \
+		  $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); }
+	$(GOLANGCI_LINT) run ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.data/*')); \

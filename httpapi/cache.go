@@ -100,7 +100,7 @@ func (c *cache) get(ctx context.Context) (*answer, error) {
 	case c.running == nil:
 		f = &flight{done: make(chan struct{})}
 		c.running = f
-		go c.refresh(f)
+		go c.refresh(f) //nolint:gosec // G118: a refresh serves every waiting request, so it outlives the one that started it
 	case c.queued == nil:
 		f = &flight{done: make(chan struct{})}
 		c.queued = f

@@ -120,7 +120,7 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 			}
 			var body struct{ Users []struct{ ID, Points int64 } }
 			err = json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if err != nil || resp.StatusCode != 200 {
 				t.Fatalf("%s: %s, %v", name, resp.Status, err)
 			}
@@ -249,7 +249,7 @@ func TestAnswerPastMaxAgeIsRevalidatedInTheBackground(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(context.Background())
+	defer func() { _ = tx.Rollback(context.Background()) }()
 	if _, err := tx.Exec(context.Background(), `LOCK TABLE cycle_state IN ACCESS EXCLUSIVE MODE`); err != nil {
 		t.Fatal(err)
 	}

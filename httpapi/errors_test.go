@@ -30,7 +30,7 @@ func TestUnknownRouteAndWrongMethod(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" {
 			t.Errorf("POST %s: %s, Allow %q; want 405 with Allow: GET, HEAD", path, resp.Status, resp.Header.Get("Allow"))
 		}
@@ -120,7 +120,7 @@ func TestDatabaseOutage(t *testing.T) {
 	if resp, _ := get(t, srv.URL+"/healthz"); resp.StatusCode != 200 {
 		t.Errorf("/healthz with the database down: %s, want 200", resp.Status)
 	}
-	pg = start()
+	start()
 	for _, path := range []string{"/readyz", "/"} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -158,7 +158,7 @@ func freePort(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	port, _ := strconv.Atoi(strings.TrimPrefix(l.Addr().String(), "127.0.0.1:"))
 	return port
 }

@@ -69,7 +69,7 @@ func newAPIWith(t *testing.T, url, role string, cfg Config) (*API, *httptest.Ser
 }
 
 // get fetches url and decodes its JSON body into a map.
-func get(t *testing.T, url string) (*http.Response, map[string]any) {
+func get(t *testing.T, url string) (response, map[string]any) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -80,5 +80,12 @@ func get(t *testing.T, url string) (*http.Response, map[string]any) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatalf("GET %s: body is not a JSON object: %v", url, err)
 	}
-	return resp, body
+	return response{resp.StatusCode, resp.Status, resp.Header}, body
+}
+
+// response is what tests look at of a response whose body was read.
+type response struct {
+	StatusCode int
+	Status     string
+	Header     http.Header
 }

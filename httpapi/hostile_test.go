@@ -40,7 +40,7 @@ func TestDistinctMethodsDoNotGrowTheMetrics(t *testing.T) {
 			t.Fatalf("response %d: %v", i, err)
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusMethodNotAllowed {
 			t.Fatalf("response %d: %s, want 405", i, resp.Status)
 		}

@@ -15,8 +15,6 @@ import (
 	"github.com/pointsd/pointsd/internal/pgtest"
 )
 
-var timestampRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$`)
-
 // The JSON shape exactly: users an array of {id, points} numbers, timestamp
 // null at first, then the previous query's UTC time as YYYY-MM-DD HH:MM:SS.
 func TestQueryShape(t *testing.T) {

@@ -92,7 +92,7 @@ func drawAll(t *testing.T, pool *pgxpool.Pool, n int64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer tx.Rollback(ctx)
+		defer func() { _ = tx.Rollback(ctx) }() // a no-op after Commit
 		c := pgsql.Cycle{Number: i, Floor: 50, Seed: 1000 + i, Mode: "strict", StartedAt: time.Now()}
 		if _, ok, err := pgsql.DrawAll(ctx, tx, c); err != nil || !ok {
 			t.Fatalf("cycle %d: started %v, %v", i, ok, err)

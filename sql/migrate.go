@@ -70,7 +70,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, partitions int, log *slog.
 	if err != nil {
 		return err
 	}
-	defer p.Close()
+	defer func() { _ = p.Close() }() // closes the database/sql handle over the pool, not the pool
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}

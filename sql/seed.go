@@ -51,7 +51,7 @@ func Seed(ctx context.Context, pool *pgxpool.Pool, n int64, workers int, progres
 		return res, fmt.Errorf("seed: %w", err)
 	}
 	lock := pc.Hijack()
-	defer lock.Close(context.Background())
+	defer func() { _ = lock.Close(context.Background()) }()
 	if _, err := lock.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(seedLockID)); err != nil {
 		return res, fmt.Errorf("seed: take the seed lock: %w", err)
 	}

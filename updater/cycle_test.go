@@ -30,7 +30,7 @@ func TestPointsAndFloorArePredictedFromTheSeed(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				wantFloor, wantSeed := predict.IntN(101), int64(predict.Uint64())
+				wantFloor, wantSeed := predict.IntN(101), int64(predict.Uint64()) //nolint:gosec // G115: the seed is 64 random bits, reinterpreted
 				if res.Cycle != cycle || res.Rows != users || res.Buckets != 6 || res.Mode != mode {
 					t.Fatalf("cycle %d: result %+v, want cycle %d, %d rows in 6 buckets", cycle, res, cycle, users)
 				}

@@ -111,5 +111,6 @@ func mixedBuckets(t *testing.T, db pgsql.DBTX) int64 {
 // seededRand returns two identical random sources: one for the updater,
 // one for the test to predict its draws.
 func seededRand() (*rand.Rand, *rand.Rand) {
+	//nolint:gosec // G404: reproducible on purpose
 	return rand.New(rand.NewPCG(1, 2)), rand.New(rand.NewPCG(1, 2))
 }

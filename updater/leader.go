@@ -51,13 +51,13 @@ func (u *Updater) campaign(ctx context.Context) (context.Context, func(), error)
 			}
 			if err != nil && ctx.Err() == nil {
 				u.log.Warn("leader election", slog.Any("err", err))
-				conn.Close(context.Background())
+				_ = conn.Close(context.Background())
 				conn = nil
 			}
 		}
 		if !sleep(ctx, u.cfg.LeaderPoll) {
 			if conn != nil {
-				conn.Close(context.Background())
+				_ = conn.Close(context.Background())
 			}
 			return nil, nil, ctx.Err()
 		}
@@ -83,7 +83,7 @@ func (u *Updater) campaign(ctx context.Context) (context.Context, func(), error)
 		lose()
 		<-done
 		// Closing the session releases the lock.
-		conn.Close(context.Background())
+		_ = conn.Close(context.Background())
 	}
 	return lctx, release, nil
 }

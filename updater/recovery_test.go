@@ -132,7 +132,7 @@ func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
 	}
 	boundary := cut.StartedAt.Add(period)
 	time.Sleep(time.Until(boundary.Add(200 * time.Millisecond)))
-	hold.Close(ctx)
+	_ = hold.Close(ctx) // releases the lock
 
 	eventually(t, period, "the next cycle starts", func() bool { return readState(t, pool).Cycle > cut.Cycle })
 	st := readState(t, pool)

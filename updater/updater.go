@@ -101,7 +101,7 @@ func New(cfg Config) (*Updater, error) {
 		return nil, errors.New("updater: durations must not be negative")
 	}
 	if cfg.Rand == nil {
-		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // G404: points and floors are a game's draws, not secrets
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.Metrics.CyclePeriod.Set(cfg.Period.Seconds())
@@ -157,9 +157,9 @@ func (u *Updater) setProblem(why string) {
 	u.state.Problem = why
 	u.mu.Unlock()
 	u.cfg.Metrics.LeaderEligible.Set(map[bool]float64{true: 1}[why == ""])
-	switch {
-	case why == old:
-	case why == "":
+	switch why {
+	case old:
+	case "":
 		u.log.Info("this replica can lead again", slog.String("was", old))
 	default:
 		u.log.Error("this replica cannot lead", slog.String("why", why))
@@ -352,8 +352,8 @@ func (u *Updater) reportDamage(ctx context.Context) {
 func (u *Updater) newCycle(n int64, start time.Time, paced bool, mode Mode) pgsql.Cycle {
 	c := pgsql.Cycle{
 		Number:    n,
-		Floor:     u.cfg.Rand.IntN(101), // 0..100 inclusive
-		Seed:      int64(u.cfg.Rand.Uint64()),
+		Floor:     u.cfg.Rand.IntN(101),       // 0..100 inclusive
+		Seed:      int64(u.cfg.Rand.Uint64()), //nolint:gosec // G115: 64 random bits, reinterpreted
 		Mode:      string(mode),
 		StartedAt: start,
 	}

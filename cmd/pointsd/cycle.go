@@ -41,7 +41,7 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	conn := pc.Hijack() // closing it releases the lock
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	ok, err := pgsql.TryLeaderLock(ctx, conn)
 	if err != nil {
 		return err

@@ -42,15 +42,15 @@ func serveUntilDone(ctx context.Context, s server) error {
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", s.addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	s.log.Info("serving", slog.String("addr", ln.Addr().String()))
 	var debug *http.Server
 	if s.debugAddr != "" {
-		if debug, err = serveDebug(s.debugAddr, s.log); err != nil {
-			ln.Close()
+		if debug, err = serveDebug(ctx, s.debugAddr, s.log); err != nil {
+			_ = ln.Close()
 			return err
 		}
 	}
@@ -107,14 +107,14 @@ func serveUntilDone(ctx context.Context, s server) error {
 
 // serveDebug serves net/http/pprof on addr, a listener of its own: never on
 // the main one, which anyone who can query may reach.
-func serveDebug(addr string, log *slog.Logger) (*http.Server, error) {
+func serveDebug(ctx context.Context, addr string, log *slog.Logger) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	ln, err := net.Listen("tcp", addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on -debug-addr: %w", err)
 	}

@@ -83,7 +83,7 @@ func TestUnreachableDatabaseExits1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer silent.Close()
+	defer func() { _ = silent.Close() }()
 	for _, addr := range []string{"127.0.0.1:1", silent.Addr().String()} {
 		env := map[string]string{"DATABASE_URL": "postgres://nobody@" + addr + "/none?connect_timeout=1"}
 		code, _, stderr := pointsd(t, context.Background(), env, "migrate")
@@ -183,7 +183,7 @@ func TestServeLeadsRunsCyclesAndStopsOnCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	for _, want := range []string{"pointsd_leader 1", `pointsd_cycle_duration_seconds_count{mode="strict"}`, `pointsd_pool_max_connections{pool="updater"}`, `pointsd_build_info{goversion=`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -204,7 +204,7 @@ func freeAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().String()
 }
 
@@ -216,7 +216,7 @@ func waitStatus(t *testing.T, url string, want int) {
 	for time.Now().Before(deadline) {
 		resp, err := http.Get(url)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == want {
 				return
 			}
@@ -252,7 +252,7 @@ func TestCycleRunsOneCycleAndPrintsIt(t *testing.T) {
 	if ok, err := pgsql.TryLeaderLock(ctx, conn); err != nil || !ok {
 		t.Fatalf("take leader lock: %v %v", ok, err)
 	}
-	defer conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+	defer func() { _, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`) }()
 	if code, _, stderr := pointsd(t, ctx, env, "cycle"); code != 1 || !strings.Contains(stderr, "a pointsd serve is leading") {
 		t.Fatalf("cycle under a leader: exit %d, %q; want exit 1 saying a serve leads", code, stderr)
 	}

@@ -133,7 +133,7 @@ func serveInBackground(t *testing.T, env map[string]string, args ...string) (sto
 	return stop
 }
 
-func getJSON(t *testing.T, url string) (*http.Response, map[string]any) {
+func getJSON(t *testing.T, url string) (response, map[string]any) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -144,7 +144,13 @@ func getJSON(t *testing.T, url string) (*http.Response, map[string]any) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatalf("GET %s: %s, body not JSON: %v", url, resp.Status, err)
 	}
-	return resp, body
+	return response{resp.StatusCode, resp.Status}, body
+}
+
+// response is what tests look at of a response whose body was read.
+type response struct {
+	StatusCode int
+	Status     string
 }
 
 func readStateT(t *testing.T, db pgsql.DBTX) pgsql.State {
