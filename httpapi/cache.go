@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -131,7 +132,7 @@ func (c *cache) revalidate() {
 func (c *cache) refresh(f *flight) {
 	gen, start := c.gen.Load(), time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	f.a, f.err = pgsql.RetryRead(ctx, c.reset, func(ctx context.Context) (*answer, error) { return read(ctx, c.db) })
+	f.a, f.err = c.read(ctx)
 	cancel()
 	if f.err == nil {
 		f.a.gen = gen
@@ -149,6 +150,18 @@ func (c *cache) refresh(f *flight) {
 	}
 	c.mu.Unlock()
 	close(f.done)
+}
+
+// read reads an answer, retried once on a dropped connection. It runs in
+// a goroutine of its own, beyond the reach of the HTTP server's recovery: a
+// panic becomes the requests' error rather than the end of the process.
+func (c *cache) read(ctx context.Context) (a *answer, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a, err = nil, fmt.Errorf("read an answer: panic: %v", r)
+		}
+	}()
+	return pgsql.RetryRead(ctx, c.reset, func(ctx context.Context) (*answer, error) { return read(ctx, c.db) })
 }
 
 // read queries an answer and renders its users.
@@ -188,6 +201,9 @@ func stableUntil(a pgsql.Answer) time.Time {
 	}
 	if a.Floor < 100 {
 		for _, u := range a.Users {
+			if u.Bucket == pgsql.NoBucket {
+				return time.Time{} // outside the schedule: may change any moment
+			}
 			if u.BucketCycle < a.Cycle {
 				until = minTime(until, slot(u.Bucket))
 			}

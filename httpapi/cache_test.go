@@ -257,7 +257,7 @@ func TestAnswerPastMaxAgeIsRevalidatedInTheBackground(t *testing.T) {
 	for range 3 {
 		start := time.Now()
 		get(t, srv.URL+"/")
-		if took := time.Since(start); took > 200*time.Millisecond {
+		if took := time.Since(start); took > time.Second {
 			t.Errorf("GET / past max age took %v: it waited for the read", took)
 		}
 	}

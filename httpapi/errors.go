@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -18,17 +19,18 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away
 	}
-	// Damage and errors about reaching the database (down, restarting,
-	// refusing our credentials) are 503: they pass. Any other error the
-	// server reported is ours (500).
+	// What passes is 503: the database unreachable (down, restarting,
+	// refusing our credentials, too slow), overload, a schema missing,
+	// damaged or not yet migrated. Anything else is ours (500).
 	code, msg := http.StatusServiceUnavailable, "database unavailable"
 	var pgErr *pgconn.PgError
 	switch {
 	case errors.Is(err, errOverloaded):
 		msg = "overloaded"
-	case errors.Is(err, pgsql.ErrNoState), errors.As(err, &pgErr) && pgErr.Code == "42P01":
-		msg = "not ready" // the schema is missing or damaged
-	case !pgsql.IsConnError(err) && errors.As(err, &pgErr):
+	case errors.Is(err, pgsql.ErrNoState), errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "42"):
+		msg = "not ready" // an undefined table or column: migrate
+	case pgsql.IsConnError(err):
+	default:
 		code, msg = http.StatusInternalServerError, "internal error"
 	}
 	// Shed requests are counted by the request metric, not logged; other

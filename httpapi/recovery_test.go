@@ -111,3 +111,29 @@ func TestRefusedCredentialsAre503(t *testing.T) {
 		}
 	}
 }
+
+// A partition made by hand, which no bucket maps, neither crashes the
+// replica (the read runs outside the HTTP server's recovery) nor lets its
+// users be cached: nothing is known of when they change.
+func TestUserInAnUnmappedPartition(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 10})
+	pool := pgtest.Pool(t, url)
+	if _, err := pool.Exec(ctx, `
+		DROP TABLE users_p0;
+		CREATE TABLE users_p0 PARTITION OF users FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+		INSERT INTO users (id, points) SELECT g, 100 FROM generate_series(1001, 1010) g;
+		UPDATE cycle_state SET floor = 50, next_start = now() + interval '1 hour'`); err != nil {
+		t.Fatal(err)
+	}
+	a, srv := newAPI(t, url, Config{})
+	resp, body := get(t, srv.URL+"/")
+	users, _ := body["users"].([]any)
+	if resp.StatusCode != 200 || len(users) != 2 {
+		t.Fatalf("GET / with users in an unmapped partition: %s %v, want 200 with two users", resp.Status, body)
+	}
+	if ans := a.cache.current.Load(); ans == nil || !ans.until.IsZero() {
+		t.Errorf("an answer with users outside every bucket is reusable until %v, want not at all", ans.until)
+	}
+}

@@ -130,8 +130,8 @@ func FinishCycle(ctx context.Context, db DBTX, cycle int64, took time.Duration) 
 // Bucket is one rolling bucket: its index (the slot order) and partition.
 type Bucket struct {
 	Index int
-	// Partition is the bucket's table, nil when it no longer exists (it
-	// was dropped by hand: see CheckState).
+	// Partition is the bucket's table, nil when it is no longer a
+	// partition of users (dropped or detached by hand: see CheckState).
 	Partition pgx.Identifier
 	Cycle     int64 // the last cycle that rewrote it
 }
@@ -143,7 +143,8 @@ func Buckets(ctx context.Context, db DBTX) ([]Bucket, error) {
 	rows, err := db.Query(ctx, `
 		SELECT b.bucket, n.nspname, c.relname, b.cycle
 		FROM buckets b
-		LEFT JOIN pg_class c ON c.oid = b.partition
+		LEFT JOIN pg_inherits i ON i.inhrelid = b.partition AND i.inhparent = 'users'::regclass
+		LEFT JOIN pg_class c ON c.oid = i.inhrelid
 		LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 		ORDER BY b.bucket`)
 	if err != nil {

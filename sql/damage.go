@@ -110,8 +110,10 @@ func Repair(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	return done, nil
 }
 
-// repairPartitions recreates the partitions of buckets whose table is gone,
-// empty, with the modulus and remainder the bucket always had.
+// repairPartitions gives every bucket its partition back: a detached one is
+// attached again (its users and their draws intact), one recreated by hand
+// under the bucket's name is adopted, and a dropped one is recreated, empty,
+// with the modulus and remainder the bucket always had.
 func repairPartitions(ctx context.Context, tx pgx.Tx) (string, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT bucket FROM buckets b
@@ -129,18 +131,45 @@ func repairPartitions(ctx context.Context, tx pgx.Tx) (string, error) {
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM buckets`).Scan(&n); err != nil {
 		return "", err
 	}
+	var created, attached, adopted int
 	for _, i := range missing {
 		name := pgx.Identifier{partition.Name(i, n)}
-		if _, err := tx.Exec(ctx, partitionDDL(name, n, i)); err != nil {
-			return "", fmt.Errorf("recreate partition %s: %w", name.Sanitize(), err)
+		var exists, isPartition, same bool
+		if err := tx.QueryRow(ctx, `
+			SELECT to_regclass($1) IS NOT NULL,
+			       EXISTS (SELECT FROM pg_inherits WHERE inhrelid = to_regclass($1) AND inhparent = 'users'::regclass),
+			       coalesce(to_regclass($1) = (SELECT partition FROM buckets WHERE bucket = $2), false)`,
+			name.Sanitize(), i).Scan(&exists, &isPartition, &same); err != nil {
+			return "", err
 		}
-		// The new partition is empty: the bucket has never been rewritten.
+		switch {
+		case exists && !isPartition:
+			// Detached: attach it again (it fails if rows were added that
+			// do not belong to it).
+			if _, err := tx.Exec(ctx, attachDDL(name, n, i)); err != nil {
+				return "", fmt.Errorf("attach partition %s again: %w", name.Sanitize(), err)
+			}
+			attached++
+			if same {
+				continue // the bucket's own table: its cycle and seed hold
+			}
+		case exists:
+			adopted++ // recreated by hand under the bucket's name
+		default:
+			if _, err := tx.Exec(ctx, partitionDDL(name, n, i)); err != nil {
+				return "", fmt.Errorf("recreate partition %s: %w", name.Sanitize(), err)
+			}
+			created++
+		}
+		// A table new to the bucket: nothing is known of its users' draws
+		// until the next cycle rewrites it.
 		if _, err := tx.Exec(ctx, `UPDATE buckets SET partition = $2::regclass, cycle = 0, seed = 0 WHERE bucket = $1`,
 			i, name.Sanitize()); err != nil {
 			return "", err
 		}
 	}
-	return fmt.Sprintf("recreated %d missing users partitions (empty: run pointsd seed to refill them)", len(missing)), nil
+	return fmt.Sprintf("users partitions: %d recreated (empty: run pointsd seed to refill them), %d attached again, %d adopted",
+		created, attached, adopted), nil
 }
 
 // repairStateRow restores a deleted cycle_state row as the last cycle the
@@ -155,7 +184,7 @@ func repairStateRow(ctx context.Context, tx pgx.Tx) (string, error) {
 	if err != nil || tag.RowsAffected() == 0 {
 		return "", err
 	}
-	return "restored the missing cycle_state row", nil
+	return "restored the missing cycle_state row (the cluster mode is rolling again: pointsd mode strict if it was strict)", nil
 }
 
 // repairCycleOrder moves a cycle number set back behind the buckets forward

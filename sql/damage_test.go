@@ -22,7 +22,9 @@ func TestDamageIsFoundAndRepaired(t *testing.T) {
 		name, damage, check string
 	}{
 		{"partition dropped", `DROP TABLE users_p2`, pgsql.CheckPartitions},
-		{"partition detached", `ALTER TABLE users DETACH PARTITION users_p1; DROP TABLE users_p1`, pgsql.CheckPartitions},
+		{"partition detached", `ALTER TABLE users DETACH PARTITION users_p1`, pgsql.CheckPartitions},
+		{"partition recreated by hand", `DROP TABLE users_p3;
+			CREATE TABLE users_p3 PARTITION OF users FOR VALUES WITH (MODULUS 4, REMAINDER 3)`, pgsql.CheckPartitions},
 		{"state row deleted", `DELETE FROM cycle_state`, pgsql.CheckStateRow},
 		{"cycle number set back", `UPDATE cycle_state SET cycle = cycle - 2`, pgsql.CheckCycleOrder},
 	}

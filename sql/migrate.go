@@ -189,6 +189,12 @@ func createUsers(ctx context.Context, tx *dbsql.Tx, partitions int) error {
 	return nil
 }
 
+// attachDDL attaches table name as partition i of n of users.
+func attachDDL(name pgx.Identifier, n, i int) string {
+	return fmt.Sprintf(`ALTER TABLE users ATTACH PARTITION %s FOR VALUES WITH (MODULUS %d, REMAINDER %d)`,
+		name.Sanitize(), n, i)
+}
+
 // partitionDDL creates partition i of n of users, named name. The numbers
 // come from validated ints and the name is quoted: nothing here is
 // formatted from input.

@@ -39,15 +39,21 @@ func ClusterMode(ctx context.Context, db DBTX) (string, error) {
 }
 
 // PublishNextStart publishes when the next cycle after cycle will start,
-// so that replicas can reuse answers until then. It never moves a
-// published time earlier (replicas may rely on it already), and does
-// nothing if another cycle has started meanwhile.
-func PublishNextStart(ctx context.Context, db DBTX, cycle int64, next time.Time) error {
-	_, err := db.Exec(ctx, `
-		UPDATE cycle_state SET next_start = $2
-		WHERE cycle = $1 AND (next_start IS NULL OR next_start < $2)`, cycle, next)
-	if err != nil {
-		return fmt.Errorf("publish next start: %w", err)
+// so that replicas can reuse answers until then, and returns the time that
+// stands: never earlier than one already published, on which replicas may
+// rely (another leader's, meanwhile). If another cycle has started, it
+// changes nothing and returns next.
+func PublishNextStart(ctx context.Context, db DBTX, cycle int64, next time.Time) (time.Time, error) {
+	var at time.Time
+	err := db.QueryRow(ctx, `
+		UPDATE cycle_state SET next_start = greatest(coalesce(next_start, $2), $2)
+		WHERE cycle = $1
+		RETURNING next_start`, cycle, next).Scan(&at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return next, nil
 	}
-	return nil
+	if err != nil {
+		return next, fmt.Errorf("publish next start: %w", err)
+	}
+	return at, nil
 }

@@ -8,6 +8,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// NoBucket is User.Bucket (and BucketCycle) for a user in a partition that
+// no bucket maps: one created by hand. Nothing is known of when it changes.
+const NoBucket = -2
+
 // User is one user of an answer, with the bucket it lives in and the last
 // cycle that rewrote that bucket.
 type User struct {
@@ -86,7 +90,11 @@ func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 	}
 	for _, r := range got {
 		if r.ID != nil {
-			a.Users = append(a.Users, User{ID: *r.ID, Points: *r.Points, Bucket: *r.Bucket, BucketCycle: *r.BucketCycle})
+			u := User{ID: *r.ID, Points: *r.Points, Bucket: NoBucket, BucketCycle: NoBucket}
+			if r.Bucket != nil { // nil: a partition buckets does not know (made by hand)
+				u.Bucket, u.BucketCycle = *r.Bucket, *r.BucketCycle
+			}
+			a.Users = append(a.Users, u)
 		}
 	}
 	return a, nil

@@ -33,12 +33,13 @@ func IsConnError(err error) bool {
 			c == "57P01" || c == "57P02" || c == "57P03"
 	}
 	// Not reported by the server: the transport failed (reset, refused,
-	// EOF, a timeout, a connection already closed).
+	// EOF, a timeout, a connection or pool already closed).
 	var netErr net.Error
 	return errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
-		pgconn.Timeout(err) || strings.Contains(err.Error(), "conn closed")
+		pgconn.Timeout(err) || strings.Contains(err.Error(), "conn closed") ||
+		strings.Contains(err.Error(), "closed pool") // shutting down
 }
 
 // RetryRead runs read, and once more if it failed on the connection: a

@@ -2,14 +2,15 @@ package sql_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
 	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
 )
 
 // Errors about reaching the database are told from errors of pointsd's own
@@ -21,6 +22,13 @@ func TestIsConnError(t *testing.T) {
 	url := pgtest.NewDB(t, pgtest.Options{})
 	pool := pgtest.Pool(t, url)
 	_, refused := pgx.Connect(ctx, "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	// The server answers, and refuses the role: a ConnectError around 28000.
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User = "nobody_at_all"
+	_, noRole := pgx.ConnectConfig(ctx, cfg)
 	_, syntax := pool.Exec(ctx, `SELEC 1`)
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -36,11 +44,15 @@ func TestIsConnError(t *testing.T) {
 		want bool
 	}{
 		{"connection refused", refused, true},
+		{"role refused", noRole, true},
+		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
+		{"administrator shutdown", fmt.Errorf("read: %w", &pgconn.PgError{Code: "57P01"}), true},
+		{"permission denied", &pgconn.PgError{Code: "42501"}, false},
 		{"session terminated", terminated, true},
 		{"deadline", context.DeadlineExceeded, true},
 		{"syntax error", syntax, false},
 		{"missing state row", pgsql.ErrNoState, false},
-		{"another leader started the cycle", fmt.Errorf("rolling cycle 3: %w", errors.New("cycle already started by another updater")), false},
+		{"another leader started the cycle", fmt.Errorf("rolling cycle 3: %w", updater.ErrNotStarted), false},
 		{"canceled", context.Canceled, false},
 		{"nil", nil, false},
 	} {

@@ -181,9 +181,9 @@ func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 		BEGIN PERFORM pg_sleep(0.7); RETURN NULL; END $$;
 		CREATE TRIGGER slow AFTER UPDATE ON users FOR EACH STATEMENT EXECUTE FUNCTION slow();
 		-- Every change of the state, when it was made: the cycles' history.
-		CREATE TABLE history (cycle bigint, finished boolean, at timestamptz);
+		CREATE TABLE history (cycle bigint, finished boolean, started_at timestamptz, at timestamptz);
 		CREATE FUNCTION record() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN INSERT INTO history VALUES (NEW.cycle, NEW.finished_at IS NOT NULL, clock_timestamp()); RETURN NULL; END $$;
+		BEGIN INSERT INTO history VALUES (NEW.cycle, NEW.finished_at IS NOT NULL, NEW.started_at, clock_timestamp()); RETURN NULL; END $$;
 		CREATE TRIGGER record AFTER UPDATE ON cycle_state FOR EACH ROW EXECUTE FUNCTION record();`); err != nil {
 		t.Fatal(err)
 	}
@@ -192,18 +192,22 @@ func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 	eventually(t, 10*time.Second, "two overruns", func() bool { return testutil.ToFloat64(m.CycleOverruns) >= 2 })
 	stop()
 
-	// No cycle started before the one before it finished.
-	var overlaps, cycles int
+	// No cycle started before the one before it finished, nor late: after
+	// an overrun the next waits for the next boundary, rather than starting
+	// at once on the one just passed (cycles back to back).
+	var overlaps, late, cycles int
 	if err := pool.QueryRow(ctx, `
-		WITH starts AS (SELECT cycle, min(at) AS at FROM history WHERE NOT finished GROUP BY cycle),
+		WITH starts AS (SELECT cycle, min(at) AS at, min(started_at) AS boundary FROM history WHERE NOT finished GROUP BY cycle),
 		     finishes AS (SELECT cycle, min(at) AS at FROM history WHERE finished GROUP BY cycle)
-		SELECT count(*) FILTER (WHERE f.at IS NULL OR s.at < f.at), count(*)
+		SELECT count(*) FILTER (WHERE f.at IS NULL OR s.at < f.at),
+		       count(*) FILTER (WHERE s.at - s.boundary > interval '150 milliseconds'),
+		       count(*)
 		FROM starts s LEFT JOIN finishes f ON f.cycle = s.cycle - 1
-		WHERE s.cycle > 1`).Scan(&overlaps, &cycles); err != nil {
+		WHERE s.cycle > 1`).Scan(&overlaps, &late, &cycles); err != nil {
 		t.Fatal(err)
 	}
-	if overlaps != 0 || cycles < 1 {
-		t.Errorf("%d of %d cycles started before the previous one finished", overlaps, cycles)
+	if overlaps != 0 || late != 0 || cycles < 1 {
+		t.Errorf("of %d cycles, %d started before the previous one finished and %d after their boundary", cycles, overlaps, late)
 	}
 
 	st := readState(t, pool)

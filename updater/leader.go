@@ -97,6 +97,10 @@ func (u *Updater) tryLead(ctx context.Context, conn *pgx.Conn) (bool, error) {
 		return false, err
 	}
 	u.setProblem(why)
+	if why != "" && u.cfg.Mode != "" && !u.modeSet {
+		u.modeSet = true // said once
+		u.log.Error("cannot set the cluster mode from -mode: this replica cannot write", slog.String("mode", string(u.cfg.Mode)), slog.String("why", why))
+	}
 	if why == "" && u.cfg.Mode != "" && !u.modeSet {
 		from, err := pgsql.SetClusterMode(ctx, conn, string(u.cfg.Mode))
 		if err != nil {

@@ -66,9 +66,12 @@ func TestLeaderThatKeepsFailingStepsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := updater.Config{Period: 200 * time.Millisecond, LeaderPoll: 50 * time.Millisecond}
+	var logs syncBuffer
+	bcfg := cfg
+	bcfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	broken, _ := newUpdater(t, poolAs(t, url, func(c *pgxpool.Config) {
 		c.ConnConfig.RuntimeParams["application_name"] = "broken"
-	}), cfg)
+	}), bcfg)
 	runInBackground(t, broken)
 	eventually(t, 5*time.Second, "the broken replica leads", func() bool { return broken.Status().Leader })
 
@@ -77,8 +80,8 @@ func TestLeaderThatKeepsFailingStepsDown(t *testing.T) {
 	eventually(t, 10*time.Second, "the healthy replica leads and cycles advance", func() bool {
 		return healthy.Status().Leader && readState(t, pool).Cycle >= 2
 	})
-	if p := broken.Status().Problem; !strings.Contains(p, "stepped down") && broken.Status().Leader {
-		t.Errorf("broken replica: leader %v, problem %q", broken.Status().Leader, p)
+	if !strings.Contains(logs.String(), `msg="stepped down so that another replica can lead"`) {
+		t.Errorf("the broken replica did not say it stepped down:\n%s", logs.String())
 	}
 }
 
