@@ -36,7 +36,7 @@ func need(t *testing.T, name, pkg string) string {
 func command(t *testing.T, name string, args ...string) string {
 	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(name, args...)
+	cmd := exec.CommandContext(t.Context(), name, args...) //nolint:gosec // test: runs a tool found on PATH
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		t.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out.String())
@@ -78,7 +78,7 @@ type ruleTests struct {
 // readYAML reads the fields of path that v names.
 func readYAML(t *testing.T, path string, v any) {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // test: reads the repository's own files
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -51,10 +52,10 @@ func TestDashboardAndAlertsOnALivePrometheus(t *testing.T) {
 			Leader     bool
 			FinishedAt *time.Time `json:"cycle_finished_at"`
 		}
-		if err := getJSON(c, base+"/readyz", &struct{}{}); err != nil {
+		if err := getJSON(t.Context(), c, base+"/readyz", &struct{}{}); err != nil {
 			return err
 		}
-		if err := getJSON(c, base+"/status", &st); err != nil {
+		if err := getJSON(t.Context(), c, base+"/status", &st); err != nil {
 			return err
 		}
 		if !st.Leader || st.FinishedAt == nil {
@@ -64,7 +65,7 @@ func TestDashboardAndAlertsOnALivePrometheus(t *testing.T) {
 	}); err != nil {
 		t.Fatal("pointsd is not a healthy leader: ", err)
 	}
-	stopTraffic := traffic(c, base)
+	stopTraffic := traffic(t.Context(), c, base)
 	defer func() {
 		if failed := stopTraffic(); failed != "" {
 			t.Errorf("a healthy replica failed requests: %s", failed)
@@ -98,7 +99,7 @@ func TestDashboardAndAlertsOnALivePrometheus(t *testing.T) {
 			if refused[q.where] {
 				continue
 			}
-			ss, err := prom.query(q.expr)
+			ss, err := prom.query(t.Context(), q.expr)
 			if errors.As(err, new(badQuery)) {
 				t.Errorf("%s: Prometheus refuses %s: %v", q.where, q.expr, err)
 				refused[q.where] = true
@@ -148,7 +149,7 @@ func checkRulesAndAlerts(t *testing.T, prom *promServer, dataAt time.Time) {
 	var rg ruleGroups
 	err := poll(10*time.Second, func() error {
 		var err error
-		if rg, err = prom.rules(); err != nil {
+		if rg, err = prom.rules(t.Context()); err != nil {
 			return err
 		}
 		for _, g := range rg.Groups {
@@ -176,7 +177,7 @@ func checkRulesAndAlerts(t *testing.T, prom *promServer, dataAt time.Time) {
 		t.Errorf("Prometheus loaded the rules %v, want rules.yml's %v", loaded, wantNames)
 	}
 
-	alerts, err := prom.alerts()
+	alerts, err := prom.alerts(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func checkRulesAndAlerts(t *testing.T, prom *promServer, dataAt time.Time) {
 
 // traffic sends GET / (and now and then /status and an unknown path)
 // until the returned function is called, which reports failed requests.
-func traffic(c *http.Client, base string) (stop func() string) {
+func traffic(ctx context.Context, c *http.Client, base string) (stop func() string) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -215,10 +216,10 @@ func traffic(c *http.Client, base string) (stop func() string) {
 			case i%50 == 1:
 				path, want = "/no-such-page", http.StatusNotFound
 			}
-			resp, err := c.Get(base + path)
+			resp, err := get(ctx, c, base+path)
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close() // drained; only the status matters
 				if resp.StatusCode != want {
 					err = errors.New(resp.Status)
 				}
@@ -244,16 +245,16 @@ func traffic(c *http.Client, base string) (stop func() string) {
 
 // checkMetrics lints a live /metrics with promtool check metrics.
 func checkMetrics(t *testing.T, c *http.Client, promtool, url string) {
-	resp, err := c.Get(url)
+	resp, err := get(t.Context(), c, url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close() // read-only: nothing to lose
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics: %v %v", resp.Status, err)
 	}
-	cmd := exec.Command(promtool, "check", "metrics")
+	cmd := exec.CommandContext(t.Context(), promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(string(body))
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -31,7 +31,7 @@ type process struct {
 func start(t *testing.T, name string, env []string, onLine func(string), args ...string) *process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := exec.CommandContext(ctx, name, args...) //nolint:gosec // test: runs the tool it was given (a binary it built or found on PATH)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "POINTSD_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -99,7 +99,7 @@ func buildPointsd(t *testing.T, dir string) string {
 		t.Fatal("go is not on PATH: ", err)
 	}
 	bin := filepath.Join(dir, "pointsd")
-	out, err := exec.Command(goBin, "build", "-o", bin, "../cmd/pointsd").CombinedOutput()
+	out, err := exec.CommandContext(t.Context(), goBin, "build", "-o", bin, "../cmd/pointsd").CombinedOutput() //nolint:gosec // test: the go toolchain found on PATH
 	if err != nil {
 		t.Fatalf("go build ./cmd/pointsd: %v\n%s", err, out)
 	}
@@ -136,21 +136,30 @@ func startPointsd(t *testing.T, bin, dbURL string, args ...string) string {
 // cannot report the port it took.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }() // only held to learn a free port
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// get GETs url with c.
+func get(ctx context.Context, c *http.Client, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(req)
+}
+
 // getJSON GETs url and decodes a 200 JSON answer into v.
-func getJSON(c *http.Client, url string, v any) error {
-	resp, err := c.Get(url)
+func getJSON(ctx context.Context, c *http.Client, url string, v any) error {
+	resp, err := get(ctx, c, url)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only: nothing to lose
 	if resp.StatusCode != http.StatusOK {
 		var b bytes.Buffer
 		_, _ = b.ReadFrom(resp.Body)

@@ -94,7 +94,7 @@ func resetDB(ctx context.Context, dbURL string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }() // the statements' errors are what matter
 	for _, stmt := range []string{
 		"DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)",
 		"CREATE DATABASE " + pgx.Identifier{name}.Sanitize(),

@@ -22,13 +22,15 @@ type proc struct {
 // startServer runs bin with args plus -addr on a free port (for pointsd,
 // after "serve") and waits until path answers 200.
 func startServer(ctx context.Context, c config, bin string, args []string, path string) (*proc, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := l.Addr().String()
-	l.Close()
-	cmd := exec.CommandContext(ctx, bin, append(args, "-addr", addr)...)
+	if err := l.Close(); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, append(args, "-addr", addr)...) //nolint:gosec // bin is our own build of pointsd or staticserve
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+c.dbURL)
 	cmd.Stderr = nil
 	if err := cmd.Start(); err != nil {
@@ -37,9 +39,9 @@ func startServer(ctx context.Context, c config, bin string, args []string, path 
 	p := &proc{cmd: cmd, addr: addr}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(p.url(path))
+		resp, err := httpGet(ctx, p.url(path))
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close() // only the status matters
 			if resp.StatusCode == 200 {
 				return p, nil
 			}
@@ -53,6 +55,15 @@ func startServer(ctx context.Context, c config, bin string, args []string, path 
 }
 
 func (p *proc) url(path string) string { return "http://" + p.addr + path }
+
+// httpGet GETs url with the default client.
+func httpGet(ctx context.Context, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return http.DefaultClient.Do(req)
+}
 
 // stop sends SIGTERM and waits.
 func (p *proc) stop() {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,15 +42,15 @@ func benchThroughput(ctx context.Context, c config, r *report) error {
 	}
 	defer pd.stop()
 	// The steady state, rolling cycles running.
-	if err := waitFirstCycle(pd, started, 2*c.period); err != nil {
+	if err := waitFirstCycle(ctx, pd, started, 2*c.period); err != nil {
 		return err
 	}
-	resp, err := http.Get(pd.url("/"))
+	resp, err := httpGet(ctx, pd.url("/"))
 	if err != nil {
 		return err
 	}
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close() // read-only: nothing to lose
 	st, err := startServer(ctx, c, c.static, []string{"-body", string(body)}, "/")
 	if err != nil {
 		return err
@@ -100,7 +99,7 @@ func benchFirstPeriod(ctx context.Context, c config) (throughputRun, error) {
 	if err != nil {
 		return throughputRun{}, err
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }() // the measurement's errors are what matter
 	if _, err := conn.Exec(ctx, `
 		UPDATE users SET points = 0;
 		UPDATE buckets SET cycle = 0, seed = 0;
@@ -120,8 +119,11 @@ func benchFirstPeriod(ctx context.Context, c config) (throughputRun, error) {
 		return t, err
 	}
 	var cycle int64
-	if err := conn.QueryRow(ctx, `SELECT cycle FROM cycle_state`).Scan(&cycle); err != nil || cycle != 0 {
-		return t, fmt.Errorf("a cycle ran during the first-period measurement (cycle %d, %v): run again", cycle, err)
+	if err := conn.QueryRow(ctx, `SELECT cycle FROM cycle_state`).Scan(&cycle); err != nil {
+		return t, fmt.Errorf("read the cycle after the first-period measurement: %w", err)
+	}
+	if cycle != 0 {
+		return t, fmt.Errorf("a cycle ran during the first-period measurement (cycle %d): run again", cycle)
 	}
 	return t, nil
 }
@@ -142,7 +144,7 @@ var (
 )
 
 func wrk(ctx context.Context, name, url string) (throughputRun, error) {
-	out, err := exec.CommandContext(ctx, "wrk", "-t2", "-c64", "-d10s", "--latency", url).Output()
+	out, err := exec.CommandContext(ctx, "wrk", "-t2", "-c64", "-d10s", "--latency", url).Output() //nolint:gosec // url is a server this benchmark started
 	if err != nil {
 		return throughputRun{}, fmt.Errorf("wrk: %w", err)
 	}
@@ -165,7 +167,7 @@ func wrk(ctx context.Context, name, url string) (throughputRun, error) {
 func pgbench(ctx context.Context, c config) (throughputRun, error) {
 	bin, err := exec.LookPath("pgbench")
 	if err != nil {
-		out, err := exec.Command("pg_config", "--bindir").Output()
+		out, err := exec.CommandContext(ctx, "pg_config", "--bindir").Output()
 		if err != nil {
 			return throughputRun{}, fmt.Errorf("pgbench not found")
 		}
@@ -175,13 +177,13 @@ func pgbench(ctx context.Context, c config) (throughputRun, error) {
 	if err != nil {
 		return throughputRun{}, err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }() // a temporary folder: best effort
 	script := filepath.Join(dir, "query.sql")
-	if err := os.WriteFile(script, []byte("\\set floor random(0, 99)\nSELECT id, points FROM users WHERE points > :floor LIMIT 2;\n"), 0o644); err != nil {
+	if err := os.WriteFile(script, []byte("\\set floor random(0, 99)\nSELECT id, points FROM users WHERE points > :floor LIMIT 2;\n"), 0o600); err != nil {
 		return throughputRun{}, err
 	}
 	host, port, user, db := hostPort(c.dbURL)
-	cmd := exec.CommandContext(ctx, bin, "-n", "-h", host, "-p", port, "-U", user, "-M", "prepared",
+	cmd := exec.CommandContext(ctx, bin, "-n", "-h", host, "-p", port, "-U", user, "-M", "prepared", //nolint:gosec // bin is pgbench, from PATH or pg_config
 		"-c", "8", "-j", "2", "-T", "10", "-f", script, "-l", "--log-prefix", filepath.Join(dir, "log"), db)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
@@ -197,7 +199,7 @@ func pgbench(ctx context.Context, c config) (throughputRun, error) {
 	logs, _ := filepath.Glob(filepath.Join(dir, "log*"))
 	var lat []time.Duration
 	for _, l := range logs {
-		f, err := os.Open(l)
+		f, err := os.Open(l) //nolint:gosec // pgbench's own log, in our temporary folder
 		if err != nil {
 			return t, err
 		}
@@ -208,7 +210,7 @@ func pgbench(ctx context.Context, c config) (throughputRun, error) {
 				lat = append(lat, time.Duration(us)*time.Microsecond)
 			}
 		}
-		f.Close()
+		_ = f.Close() // read-only: nothing to lose
 	}
 	slices.Sort(lat)
 	if len(lat) > 0 {
@@ -219,16 +221,16 @@ func pgbench(ctx context.Context, c config) (throughputRun, error) {
 
 // waitFirstCycle waits until the server's leader has started a cycle after
 // since.
-func waitFirstCycle(p *proc, since time.Time, timeout time.Duration) error {
+func waitFirstCycle(ctx context.Context, p *proc, since time.Time, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(p.url("/status"))
+		resp, err := httpGet(ctx, p.url("/status"))
 		if err == nil {
 			var st struct {
 				CycleStartedAt time.Time `json:"cycle_started_at"`
 			}
 			err = json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
+			_ = resp.Body.Close() // read-only: nothing to lose
 			if err == nil && st.CycleStartedAt.After(since) {
 				return nil
 			}

@@ -221,7 +221,7 @@ func (p *prober) loop(r *replica, path string) {
 		var body []byte
 		if err == nil {
 			body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
+			_ = resp.Body.Close() // read-only: nothing to lose
 		}
 		if p.ctx.Err() != nil {
 			return // the harness stopped probing: not the server's doing

@@ -43,7 +43,7 @@ func startCluster(ctx context.Context, dir string, log io.Writer) (*cluster, err
 	if err != nil {
 		return nil, err
 	}
-	bin, err := pgBinDir()
+	bin, err := pgBinDir(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func startCluster(ctx context.Context, dir string, log io.Writer) (*cluster, err
 	if _, err := os.Stat(filepath.Join(abs, "postmaster.pid")); err == nil {
 		_ = c.pgctl(ctx, "stop", "-D", abs, "-m", "fast", "-w", "-t", "30")
 	}
-	if c.port, err = freePort(); err != nil {
+	if c.port, err = freePort(ctx); err != nil {
 		return nil, err
 	}
 	if err := c.start(ctx); err != nil {
@@ -93,9 +93,9 @@ func (c *cluster) pgctl(ctx context.Context, args ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	name := filepath.Join(c.bin, "pg_ctl")
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := exec.CommandContext(ctx, name, args...) //nolint:gosec // pg_ctl from PATH or pg_config, with the harness's own arguments
 	if os.Geteuid() == 0 {
-		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", "postgres", "--", name}, args...)...) //nolint:gosec // as above, as the postgres user
 	}
 	var out bytes.Buffer
 	cmd.Stdout = io.MultiWriter(c.log, &out)
@@ -136,11 +136,11 @@ func (c *cluster) resetDB(ctx context.Context, pointsd string, users int64) erro
 		"CREATE DATABASE " + dbName,
 	} {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
-			conn.Close(ctx)
+			_ = conn.Close(ctx) // the statement's error is the one to report
 			return fmt.Errorf("%s: %w", stmt, err)
 		}
 	}
-	conn.Close(ctx)
+	_ = conn.Close(ctx) // the database is made: a failed goodbye changes nothing
 	for _, args := range [][]string{{"migrate"}, {"seed", "-users", fmt.Sprint(users)}} {
 		if out, err := runPointsd(ctx, pointsd, c.url, args...); err != nil {
 			return fmt.Errorf("pointsd %s: %w: %s", strings.Join(args, " "), err, lastLine(out))
@@ -165,7 +165,7 @@ func (c *cluster) resetDB(ctx context.Context, pointsd string, users int64) erro
 func runPointsd(ctx context.Context, bin, dbURL string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // bin is our own build of pointsd
 	cmd.Env = childEnv(dbURL)
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
@@ -184,23 +184,23 @@ func childEnv(dbURL string) []string {
 }
 
 // pgBinDir finds pg_ctl's folder: PATH, then pg_config --bindir.
-func pgBinDir() (string, error) {
+func pgBinDir(ctx context.Context) (string, error) {
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
 		return filepath.Dir(p), nil
 	}
-	out, err := exec.Command("pg_config", "--bindir").Output()
+	out, err := exec.CommandContext(ctx, "pg_config", "--bindir").Output()
 	if err != nil {
 		return "", errors.New("no PostgreSQL server binaries (Debian: apt-get install -y postgresql)")
 	}
 	return strings.TrimSpace(string(out)), nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(ctx context.Context) (int, error) {
+	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // only held to learn a free port
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,7 +40,7 @@ func newEnv(ctx context.Context, c config) (*env, error) {
 	if err := os.RemoveAll(e.logDir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(e.logDir, 0o755); err != nil {
+	if err := os.MkdirAll(e.logDir, 0o750); err != nil {
 		return nil, err
 	}
 	if e.pgLog, err = os.Create(filepath.Join(e.logDir, "pg_ctl.log")); err != nil {
@@ -65,7 +66,7 @@ func (e *env) close() {
 		e.pg.close()
 	}
 	if e.pgLog != nil {
-		e.pgLog.Close()
+		_ = e.pgLog.Close() // the last of pg_ctl's output; nothing to do on error
 	}
 }
 
@@ -188,8 +189,10 @@ func memTotal() string {
 	b, _ := os.ReadFile("/proc/meminfo")
 	for _, line := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-			var kb int64
-			fmt.Sscan(f[1], &kb)
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				break
+			}
 			return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
 		}
 	}

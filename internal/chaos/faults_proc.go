@@ -135,7 +135,7 @@ func readOnlyReplica(ctx context.Context, x *sc) error {
 	x.faultEnds()
 	x.prober = startProber(ctx, x.others(nil)...)
 	x.res.didf("role `ro` (SELECT, EXECUTE only); replica %s as `ro` started first, then %s as a normal role", ro.name, normal.name)
-	firstDue := time.Time{}
+	var firstDue time.Time
 	if _, at, err := leaderOf(ctx, []*replica{normal}, 4*x.period); err != nil {
 		x.res.add(check{"leader", false, fmt.Sprintf("the normal replica %s did not lead within %s", normal.name, 4*x.period)})
 		firstDue = x.res.faultEnd.Add(x.period + 2*time.Second)

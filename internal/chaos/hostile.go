@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -33,7 +34,7 @@ func dialAll(ctx context.Context, addr string, n int, each func(net.Conn) error)
 				c, err := d.DialContext(ctx, "tcp", addr)
 				if err == nil && each != nil {
 					if err = each(c); err != nil {
-						c.Close()
+						_ = c.Close() // each's error is the one reported
 					}
 				}
 				mu.Lock()
@@ -56,7 +57,7 @@ func dialAll(ctx context.Context, addr string, n int, each func(net.Conn) error)
 // connection open and idle.
 func keepAlive(c net.Conn) error {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	defer c.SetDeadline(time.Time{})
+	defer func() { _ = c.SetDeadline(time.Time{}) }() // best effort: a later use sets its own
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: chaos\r\n\r\n"); err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func keepAlive(c net.Conn) error {
 		return err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close() // drained; only the status matters
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}
@@ -80,7 +81,7 @@ func stillOpen(conns []net.Conn) int {
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
 		var b [1]byte
 		_, err := c.Read(b[:])
-		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 			open++
 		}
 	}
@@ -89,7 +90,7 @@ func stillOpen(conns []net.Conn) int {
 
 func closeAll(conns []net.Conn) {
 	for _, c := range conns {
-		c.Close()
+		_ = c.Close() // the server may have closed it already
 	}
 }
 
@@ -139,7 +140,7 @@ func trickle(ctx context.Context, addr, header string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // closed here or by the server: either will do
 	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: chaos\r\n"); err != nil {
 		return err
 	}
@@ -155,7 +156,7 @@ func trickle(ctx context.Context, addr, header string) error {
 		case <-gone:
 			return nil
 		case <-ctx.Done():
-			c.Close()
+			_ = c.Close() // ends the reader; deferred again, harmlessly
 			<-gone
 			return nil
 		case <-tick.C:
@@ -173,7 +174,7 @@ func rawRequest(ctx context.Context, addr, head string, bodySize int64) (int, er
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // the status is all that is asked
 	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
 	if bodySize > 0 {
 		head += fmt.Sprintf("\r\nContent-Length: %d", bodySize)
@@ -193,7 +194,7 @@ func rawRequest(ctx context.Context, addr, head string, bodySize int64) (int, er
 	if err != nil {
 		return 0, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close() // only the status matters
 	return resp.StatusCode, nil
 }
 
@@ -215,7 +216,8 @@ func methodFlood(ctx context.Context, addr string, n, conns int) (map[int]int, e
 			for i := next.Add(1); i <= int64(n) && ctx.Err() == nil; i = next.Add(1) {
 				if c == nil {
 					var err error
-					if c, err = net.DialTimeout("tcp", addr, 5*time.Second); err != nil {
+					d := net.Dialer{Timeout: 5 * time.Second}
+					if c, err = d.DialContext(ctx, "tcp", addr); err != nil {
 						mu.Lock()
 						first = err
 						mu.Unlock()
@@ -230,7 +232,7 @@ func methodFlood(ctx context.Context, addr string, n, conns int) (map[int]int, e
 					var resp *http.Response
 					if resp, err = http.ReadResponse(br, nil); err == nil {
 						_, _ = io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
+						_ = resp.Body.Close() // drained; only the status matters
 						code = resp.StatusCode
 						if resp.Close {
 							err = io.EOF
@@ -241,12 +243,12 @@ func methodFlood(ctx context.Context, addr string, n, conns int) (map[int]int, e
 				codes[code]++
 				mu.Unlock()
 				if err != nil {
-					c.Close()
+					_ = c.Close() // broken already: the next request dials again
 					c = nil
 				}
 			}
 			if c != nil {
-				c.Close()
+				_ = c.Close() // done with it
 			}
 		})
 	}
@@ -260,6 +262,7 @@ func overload(ctx context.Context, url string, conns int, d time.Duration) tally
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		MaxConnsPerHost: conns, MaxIdleConnsPerHost: conns, MaxIdleConns: conns}}
 	defer client.CloseIdleConnections()
+	reqCtx := ctx // not cut at d: a request in flight then still counts
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var (
@@ -272,11 +275,15 @@ func overload(ctx context.Context, url string, conns int, d time.Duration) tally
 			var local []outcome
 			for ctx.Err() == nil {
 				o := outcome{path: "/", sent: time.Now()}
-				resp, err := client.Get(url)
+				var resp *http.Response
+				req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, url, nil)
+				if err == nil {
+					resp, err = client.Do(req)
+				}
 				var body []byte
 				if err == nil {
 					body, err = io.ReadAll(resp.Body)
-					resp.Body.Close()
+					_ = resp.Body.Close() // read-only: nothing to lose
 				}
 				if ctx.Err() != nil && err != nil {
 					break // cut by the end of the run

@@ -34,30 +34,32 @@ func TestBoundaries(t *testing.T) {
 // The client invariant hinges on classify: a 503 counts as graceful only
 // with a JSON error body, and a 200 only with a well-formed answer.
 func TestClassify(t *testing.T) {
-	resp := func(code int, ct string) *http.Response {
-		return &http.Response{StatusCode: code, Header: http.Header{"Content-Type": {ct}}}
-	}
 	cases := []struct {
 		path  string
-		resp  *http.Response
+		code  int    // the response's status; 0 for none
+		ct    string // its Content-Type
 		body  string
 		err   error
 		class int
 		want  string // in the detail
 	}{
-		{"/", resp(200, "application/json"), `{"users":[{"id":1,"points":30}],"timestamp":null}`, nil, classOK, ""},
-		{"/", resp(200, "application/json"), `{"users":null,"timestamp":null}`, nil, classOther, "malformed"},
-		{"/", resp(200, "application/json"), `{"users":[{"id":1,"points":101}],"timestamp":null}`, nil, classOther, "impossible"},
-		{"/readyz", resp(200, "application/json"), `{"status":"ready"}`, nil, classOK, ""},
-		{"/", resp(503, "application/json"), `{"error":"database unavailable"}`, nil, classUnavailable, "database unavailable"},
-		{"/", resp(503, "text/plain"), `database unavailable`, nil, classOther, "text/plain"},
-		{"/", resp(503, "application/json"), `{}`, nil, classOther, "503"},
-		{"/", resp(500, "application/json"), `{"error":"internal error"}`, nil, classOther, "500"},
-		{"/", nil, "", syscall.ECONNREFUSED, classOther, "connection refused"},
-		{"/", nil, "", io.ErrUnexpectedEOF, classOther, "EOF"},
+		{"/", 200, "application/json", `{"users":[{"id":1,"points":30}],"timestamp":null}`, nil, classOK, ""},
+		{"/", 200, "application/json", `{"users":null,"timestamp":null}`, nil, classOther, "malformed"},
+		{"/", 200, "application/json", `{"users":[{"id":1,"points":101}],"timestamp":null}`, nil, classOther, "impossible"},
+		{"/readyz", 200, "application/json", `{"status":"ready"}`, nil, classOK, ""},
+		{"/", 503, "application/json", `{"error":"database unavailable"}`, nil, classUnavailable, "database unavailable"},
+		{"/", 503, "text/plain", `database unavailable`, nil, classOther, "text/plain"},
+		{"/", 503, "application/json", `{}`, nil, classOther, "503"},
+		{"/", 500, "application/json", `{"error":"internal error"}`, nil, classOther, "500"},
+		{"/", 0, "", "", syscall.ECONNREFUSED, classOther, "connection refused"},
+		{"/", 0, "", "", io.ErrUnexpectedEOF, classOther, "EOF"},
 	}
 	for _, c := range cases {
-		class, detail := classify(c.path, c.resp, []byte(c.body), c.err)
+		var resp *http.Response
+		if c.code != 0 {
+			resp = &http.Response{StatusCode: c.code, Header: http.Header{"Content-Type": {c.ct}}}
+		}
+		class, detail := classify(c.path, resp, []byte(c.body), c.err)
 		if class != c.class || !strings.Contains(detail, c.want) {
 			t.Errorf("classify(%s %s, %v) = %d %q, want %d containing %q", c.path, c.body, c.err, class, detail, c.class, c.want)
 		}

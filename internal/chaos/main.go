@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -114,7 +113,7 @@ func run() int {
 			log.Printf("   ERROR %v", r.err)
 		}
 	}
-	rep := &report{cfg: c, started: start, took: time.Since(start), results: results, env: e.describe(ctx)}
+	rep := &report{cfg: c, started: start, took: time.Since(start), results: results, env: e.describe(ctx), code: codeUnderTest(ctx)}
 	if ctx.Err() != nil {
 		log.Print("chaos: interrupted; nothing written")
 		return 1
@@ -204,6 +203,3 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
-
-// errTimeout is returned by waits that ran out of time.
-var errTimeout = errors.New("timed out")

@@ -37,7 +37,7 @@ var statusHTTP = &http.Client{Timeout: 3 * time.Second}
 // own process group (a Ctrl-C reaches the harness only, which kills it) and
 // dies with the harness's thread should the harness be killed.
 func (e *env) startReplica(ctx context.Context, mode, dbURL string) (*replica, error) {
-	port, err := freePort()
+	port, err := freePort(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -51,12 +51,12 @@ func (e *env) startReplica(ctx context.Context, mode, dbURL string) (*replica, e
 	if err != nil {
 		return nil, err
 	}
-	r.cmd = exec.Command(e.cfg.pointsd, "serve", "-addr", r.addr, "-period", e.cfg.period.String(), "-mode", mode)
+	r.cmd = exec.Command(e.cfg.pointsd, "serve", "-addr", r.addr, "-period", e.cfg.period.String(), "-mode", mode) //nolint:gosec,noctx // our own pointsd build; outlives ctx: the harness stops it (stopAll, killAll)
 	r.cmd.Env = childEnv(dbURL)
 	r.cmd.Stdout, r.cmd.Stderr = f, f
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close() // the start's error is the one to report
 		return nil, fmt.Errorf("start %s: %w", e.cfg.pointsd, err)
 	}
 	r.started = time.Now()
@@ -65,7 +65,7 @@ func (e *env) startReplica(ctx context.Context, mode, dbURL string) (*replica, e
 	e.mu.Unlock()
 	go func() {
 		_ = r.cmd.Wait()
-		f.Close()
+		_ = f.Close() // the log is read back from its path; nothing to do on error
 		r.exitCode = r.cmd.ProcessState.ExitCode()
 		r.exitedAt = time.Now()
 		close(r.done)
@@ -113,7 +113,7 @@ func (r *replica) get(ctx context.Context, path string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-only: nothing to lose
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	return resp.StatusCode, body, err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,14 +17,15 @@ type report struct {
 	started time.Time
 	took    time.Duration
 	results []*result
+	code    string // codeUnderTest's, "" if unknown
 }
 
 func (r *report) write(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return "", err
 	}
 	path := filepath.Join(dir, "RELIABILITY.md")
-	return path, os.WriteFile(path, []byte(r.markdown()), 0o644)
+	return path, os.WriteFile(path, []byte(r.markdown()), 0o600)
 }
 
 func (r *report) markdown() string {
@@ -47,8 +49,8 @@ func (r *report) markdown() string {
 	}
 	p("- Machine: %d cores (%s), %s of memory; %s; open files limit %d\n", r.env.cores, r.env.cpu, r.env.mem, r.env.pgVersion, r.env.nofile)
 	p("- Command: `%s`\n", strings.Join(r.cfg.args, " "))
-	if code := codeUnderTest(); code != "" {
-		p("- Code under test: %s\n", code)
+	if r.code != "" {
+		p("- Code under test: %s\n", r.code)
 	}
 	p("- %d users in 60 partitions, `serve -period %s`, replicas started fresh for each scenario (`-mode` given explicitly); ", r.cfg.users, r.cfg.period)
 	p("a PostgreSQL of the harness's own on a fixed loopback port, restarted with `pg_ctl`\n")
@@ -124,13 +126,13 @@ func (r *report) markdown() string {
 
 // codeUnderTest names the commit the binary was built from, and whether the
 // work tree had changes.
-func codeUnderTest() string {
-	out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+func codeUnderTest(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return ""
 	}
 	s := "commit `" + strings.TrimSpace(string(out)) + "`"
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
 		s += " with uncommitted changes"
 	}
 	return s

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -258,17 +257,6 @@ func describeDetails(t tally) string {
 		return ""
 	}
 	return "non-200s: " + t.topDetails(4)
-}
-
-// joinNonEmpty joins the non-empty strings.
-func joinNonEmpty(sep string, ss ...string) string {
-	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return strings.Join(out, sep)
 }
 
 // noteStrict says what became of the strict cycle caught running at the

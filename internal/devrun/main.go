@@ -66,10 +66,12 @@ func run() error {
 			how = "started"
 		}
 		fmt.Fprintf(os.Stderr, "devrun: %s PostgreSQL in %s: DATABASE_URL=%s\n", how, *dir, url)
-		os.Setenv("DATABASE_URL", url)
+		if err := os.Setenv("DATABASE_URL", url); err != nil {
+			return err
+		}
 	}
 
-	cmd := exec.Command(flag.Arg(0), flag.Args()[1:]...)
+	cmd := exec.CommandContext(ctx, flag.Arg(0), flag.Args()[1:]...) //nolint:gosec // runs the command it was given: that is its job
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
@@ -96,7 +98,7 @@ func ensureDB(ctx context.Context, adminURL, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }() // the queries' errors are what matter
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
 		return "", err

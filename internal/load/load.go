@@ -46,9 +46,9 @@ func Run(ctx context.Context, url string, rate, seconds, conns int) []Second {
 		}
 		wg.Go(func() {
 			ok := false
-			if resp, err := client.Get(url); err == nil {
+			if resp, err := get(ctx, client, url); err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+				_ = resp.Body.Close() // drained; only the status matters
 				ok = resp.StatusCode == http.StatusOK
 			}
 			took := time.Since(at)
@@ -68,6 +68,15 @@ func Run(ctx context.Context, url string, rate, seconds, conns int) []Second {
 		out[s] = Second{Requests: len(l), Errors: errs[s], P50: Quantile(l, 0.5), P99: Quantile(l, 0.99)}
 	}
 	return out
+}
+
+// get GETs url with client.
+func get(ctx context.Context, client *http.Client, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return client.Do(req)
 }
 
 // Quantile is the q-quantile of sorted durations (0 when empty).

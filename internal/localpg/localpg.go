@@ -71,12 +71,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	bin, err := binDir()
+	bin, err := binDir(ctx)
 	if err != nil {
 		s, derr := startDocker(ctx, cfg)
 		if derr != nil {
 			// Both ways failed: say why the second did too.
-			return nil, fmt.Errorf("%w (Docker: %v)", ErrNoPostgres, derr)
+			return nil, fmt.Errorf("%w (Docker: %w)", ErrNoPostgres, derr)
 		}
 		return s, nil
 	}
@@ -85,13 +85,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 // binDir finds the folder holding initdb and pg_ctl: PATH first, then
 // pg_config --bindir (Debian keeps them off PATH).
-func binDir() (string, error) {
+func binDir(ctx context.Context) (string, error) {
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
 		if _, err := exec.LookPath("initdb"); err == nil {
 			return filepath.Dir(p), nil
 		}
 	}
-	if out, err := exec.Command("pg_config", "--bindir").Output(); err == nil {
+	if out, err := exec.CommandContext(ctx, "pg_config", "--bindir").Output(); err == nil {
 		dir := strings.TrimSpace(string(out))
 		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err == nil {
 			return dir, nil
@@ -119,7 +119,7 @@ func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	// Parents stay traversable: the server may run as another user.
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil { //nolint:gosec // o+x: the server may run as the postgres user, who must traverse
 		return nil, fmt.Errorf("create %s: %w", filepath.Dir(dir), err)
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
@@ -134,7 +134,7 @@ func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
 		}
 	}
 	run := func(name string, args ...string) error {
-		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...)
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, name), args...) //nolint:gosec // initdb or pg_ctl from the installed server binaries
 		var out bytes.Buffer
 		cmd.Stdout = io.MultiWriter(cfg.Log, &out)
 		cmd.Stderr = cmd.Stdout
@@ -148,7 +148,7 @@ func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
 		return nil
 	}
 
-	if port, ok := runningPort(dir); ok {
+	if port, ok := runningPort(ctx, dir); ok {
 		// A running server is joined as it is: its settings and port were
 		// set when it started, and restarting it would cut off whoever
 		// else uses it. Asking for another port is an error, not a
@@ -157,7 +157,7 @@ func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("a server already runs in %s on port %d, not %d: stop it (pg_ctl stop -D %s) or use its port", dir, port, cfg.Port, dir)
 		}
 		if len(cfg.Settings) > 0 {
-			fmt.Fprintf(cfg.Log, "localpg: joining the server already running in %s; its settings stand, not the ones asked for\n", dir)
+			_, _ = fmt.Fprintf(cfg.Log, "localpg: joining the server already running in %s; its settings stand, not the ones asked for\n", dir)
 		}
 		return &Server{URL: url(port)}, nil
 	}
@@ -169,7 +169,7 @@ func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
 	}
 	port := cfg.Port
 	if port == 0 {
-		if port, err = freePort(); err != nil {
+		if port, err = freePort(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -206,8 +206,14 @@ func serverCredential() (*syscall.Credential, error) {
 	if err != nil {
 		return nil, errors.New("running as root needs a postgres user to run the server as")
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("the postgres user's uid %q: %w", u.Uid, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("the postgres user's gid %q: %w", u.Gid, err)
+	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
@@ -226,8 +232,8 @@ func untraversable(dir string) string {
 
 // runningPort reports the port of a server already running in dir, read from
 // postmaster.pid (its fourth line), if that server's process is alive.
-func runningPort(dir string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+func runningPort(ctx context.Context, dir string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid")) //nolint:gosec // the cluster's own pid file
 	if err != nil {
 		return 0, false
 	}
@@ -240,20 +246,21 @@ func runningPort(dir string) (int, bool) {
 	if err1 != nil || err2 != nil || syscall.Kill(pid, 0) != nil {
 		return 0, false
 	}
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	d := net.Dialer{Timeout: time.Second}
+	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return 0, false
 	}
-	conn.Close()
+	_ = conn.Close() // it answered: that was the question
 	return port, true
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(ctx context.Context) (int, error) {
+	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }() // only held to learn a free port
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

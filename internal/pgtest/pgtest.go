@@ -58,7 +58,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "pgtest:", err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
+		defer func() { _ = os.RemoveAll(dir) }() // best effort: a temporary folder
 		srv, err = localpg.Start(ctx, localpg.Config{Dir: dir, Settings: map[string]string{
 			// Durability buys nothing for a throwaway server.
 			"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
@@ -183,7 +183,7 @@ func admin(ctx context.Context, stmt string) error {
 	if err != nil {
 		return fmt.Errorf("pgtest: connect: %w", err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }() // the statement's error is what matters
 	if _, err := conn.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("pgtest: %s: %w", strings.Fields(stmt)[0], err)
 	}
@@ -237,7 +237,7 @@ func ServerDir(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { _ = os.RemoveAll(dir) }) // best effort: a temporary folder
 	return dir
 }
 

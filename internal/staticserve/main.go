@@ -9,6 +9,7 @@ import (
 	"flag"
 	"log"
 	"net/http"
+	"time"
 )
 
 func main() {
@@ -16,9 +17,11 @@ func main() {
 	body := flag.String("body", `{"users":[{"id":12,"points":88},{"id":31,"points":95}],"timestamp":"2020-07-30 17:09:33"}`, "response body")
 	flag.Parse()
 	b := []byte(*body)
-	srv := &http.Server{Addr: *addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header()["Content-Type"] = []string{"application/json"}
 		_, _ = w.Write(b)
-	})}
+	})
+	// pointsd's ReadHeaderTimeout, for a like-for-like ceiling.
+	srv := &http.Server{Addr: *addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	log.Fatal(srv.ListenAndServe())
 }
