@@ -189,10 +189,10 @@ func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
 // schedule (see cache). Zero when no leader keeps a schedule, or when a
 // pending bucket the answer depends on has no slot (a cycle run by hand).
 func stableUntil(a pgsql.Answer) time.Time {
-	if a.NextStart.IsZero() {
+	if a.NextStart == nil {
 		return time.Time{}
 	}
-	until := a.NextStart // the floor, and every rewritten bucket
+	until := *a.NextStart // the floor, and every rewritten bucket
 	slot := func(bucket int) time.Time {
 		if a.Period <= 0 || a.Buckets <= 0 {
 			return time.Time{} // unpaced: may be rewritten any moment

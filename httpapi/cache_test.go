@@ -18,8 +18,9 @@ func TestStableUntilFollowsThePublishedSchedule(t *testing.T) {
 	at := func(d time.Duration) time.Time { return start.Add(d - clockSkew) }
 	done := func(bucket int) pgsql.User { return pgsql.User{Bucket: bucket, BucketCycle: 7} }
 	pending := func(bucket int) pgsql.User { return pgsql.User{Bucket: bucket, BucketCycle: 6} }
-	base := pgsql.Answer{Cycle: 7, Floor: 40, Period: time.Minute, StartedAt: start, NextStart: start.Add(time.Minute),
-		Buckets: 60, FirstPending: 30}
+	next := start.Add(time.Minute)
+	base := pgsql.Answer{Buckets: 60, FirstPending: 30,
+		Schedule: pgsql.Schedule{Cycle: 7, Floor: 40, Period: time.Minute, StartedAt: start, NextStart: &next}}
 	for _, c := range []struct {
 		name  string
 		edit  func(*pgsql.Answer)
@@ -38,7 +39,7 @@ func TestStableUntilFollowsThePublishedSchedule(t *testing.T) {
 		{"floor 100: nobody can qualify until the floor changes",
 			func(a *pgsql.Answer) { a.Floor, a.Users = 100, []pgsql.User{} }, at(time.Minute)},
 		{"no schedule kept: not reusable",
-			func(a *pgsql.Answer) { a.NextStart, a.Users = time.Time{}, []pgsql.User{done(0), done(1)} }, time.Time{}},
+			func(a *pgsql.Answer) { a.NextStart, a.Users = nil, []pgsql.User{done(0), done(1)} }, time.Time{}},
 		{"a leader's next start, before its first cycle (fresh: nothing pending, nobody qualifies)",
 			func(a *pgsql.Answer) { a.Period, a.Users, a.FirstPending = 0, []pgsql.User{}, -1 }, at(time.Minute)},
 		{"a cycle run by hand: its pending buckets have no slot",
@@ -152,9 +153,9 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 
 // Only a commit that can change the answer drops it.
 func TestCommitInvalidatesOnlyWhatTheAnswerDependsOn(t *testing.T) {
-	two := pgsql.Answer{Floor: 50, Users: []pgsql.User{{ID: 1, Bucket: 3}, {ID: 2, Bucket: 7}}}
-	one := pgsql.Answer{Floor: 50, Users: []pgsql.User{{ID: 1, Bucket: 3}}}
-	none := pgsql.Answer{Floor: 100, Users: []pgsql.User{}}
+	two := pgsql.Answer{Schedule: pgsql.Schedule{Floor: 50}, Users: []pgsql.User{{ID: 1, Bucket: 3}, {ID: 2, Bucket: 7}}}
+	one := pgsql.Answer{Schedule: pgsql.Schedule{Floor: 50}, Users: []pgsql.User{{ID: 1, Bucket: 3}}}
+	none := pgsql.Answer{Schedule: pgsql.Schedule{Floor: 100}, Users: []pgsql.User{}}
 	for _, c := range []struct {
 		ans     pgsql.Answer
 		bucket  int

@@ -10,15 +10,32 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// Schedule is what every reader of cycle_state relies on: the current
+// cycle, its floor and the schedule its leader published. State and Answer
+// share it; the milliseconds of period_ms become a Duration once, in
+// scheduleColumns.
+type Schedule struct {
+	Cycle int64 `db:"cycle"`
+	Floor int   `db:"floor"`
+	// Period is the current cycle's published period, 0 for a cycle run
+	// by hand (unpaced): its buckets have no slots.
+	Period    time.Duration `db:"period"`
+	StartedAt time.Time     `db:"started_at"`
+	// NextStart is the earliest the next cycle may start, as the leader
+	// published it; nil while no leader keeps a schedule.
+	NextStart *time.Time `db:"next_start"`
+}
+
+// scheduleColumns selects a Schedule from cycle_state s.
+const scheduleColumns = `s.cycle, s.floor, coalesce(s.period_ms, 0) * interval '1 millisecond' AS period,
+	s.started_at, s.next_start`
+
 // State is the cycle every replica sees: the floor queries use, and how far
 // the leader has got.
 type State struct {
-	Cycle        int64      `db:"cycle"`
-	Floor        int        `db:"floor"`
+	Schedule
 	Seed         int64      `db:"seed"`
 	Mode         string     `db:"mode"`
-	PeriodMS     *int64     `db:"period_ms"` // null for unpaced (manual) cycles
-	StartedAt    time.Time  `db:"started_at"`
 	FinishedAt   *time.Time `db:"finished_at"`
 	LastDuration *float64   `db:"last_duration"` // seconds, of the last finished cycle
 	BucketsDone  int        `db:"buckets_done"`
@@ -28,27 +45,16 @@ type State struct {
 	MaxBucketCycle int64 `db:"max_bucket_cycle"`
 	// ClusterMode is the mode the next cycle will run in (see SetClusterMode).
 	ClusterMode string `db:"cluster_mode"`
-	// NextStart is the earliest the next cycle may start, as the leader
-	// published it; nil while no leader keeps a schedule.
-	NextStart *time.Time `db:"next_start"`
-}
-
-// Period is the current cycle's published period, 0 for an unpaced cycle.
-func (s State) Period() time.Duration {
-	if s.PeriodMS == nil {
-		return 0
-	}
-	return time.Duration(*s.PeriodMS) * time.Millisecond
 }
 
 // ReadState returns the current cycle's state.
 func ReadState(ctx context.Context, db DBTX) (State, error) {
 	rows, err := db.Query(ctx, `
-		SELECT s.cycle, s.floor, s.seed, s.mode, s.period_ms, s.started_at, s.finished_at, s.last_duration,
+		SELECT `+scheduleColumns+`, s.seed, s.mode, s.finished_at, s.last_duration,
 		       (SELECT count(*) FROM buckets b WHERE b.cycle >= s.cycle)::int AS buckets_done,
 		       (SELECT count(*) FROM buckets)::int AS buckets_total,
 		       (SELECT coalesce(max(cycle), 0) FROM buckets) AS max_bucket_cycle,
-		       s.cluster_mode, s.next_start
+		       s.cluster_mode
 		FROM cycle_state s`)
 	if err != nil {
 		return State{}, fmt.Errorf("read cycle state: %w", err)

@@ -3,7 +3,6 @@ package sql
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -24,15 +23,9 @@ type User struct {
 // Answer is the query's result together with what it depends on, all read
 // in one snapshot.
 type Answer struct {
-	Users     []User // at most 2, points strictly above Floor
-	Cycle     int64
-	Floor     int
-	Period    time.Duration // the current cycle's published period, 0 if unpaced
-	StartedAt time.Time
-	// NextStart is the earliest the next cycle may start, as the leader
-	// published it; zero while no leader keeps a schedule.
-	NextStart time.Time
-	Buckets   int
+	Schedule
+	Users   []User // at most 2, points strictly above Floor
+	Buckets int
 	// FirstPending is the lowest bucket not yet rewritten in Cycle, -1 if
 	// none is left.
 	FirstPending int
@@ -45,10 +38,10 @@ type Answer struct {
 // the floor is 100 the one-time filter skips the scan entirely.
 func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 	rows, err := db.Query(ctx, `
-		SELECT s.cycle, s.floor, coalesce(s.period_ms, 0), s.started_at, s.next_start,
-		       (SELECT count(*) FROM buckets)::int,
-		       coalesce((SELECT min(bucket) FROM buckets WHERE cycle < s.cycle), -1),
-		       u.id, u.points, b.bucket, b.cycle
+		SELECT `+scheduleColumns+`,
+		       (SELECT count(*) FROM buckets)::int AS buckets,
+		       coalesce((SELECT min(bucket) FROM buckets WHERE cycle < s.cycle), -1) AS first_pending,
+		       u.id, u.points, b.bucket, b.cycle AS bucket_cycle
 		FROM cycle_state s
 		LEFT JOIN LATERAL (
 			SELECT id, points, tableoid FROM users
@@ -60,19 +53,15 @@ func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 		return Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	type row struct {
-		Cycle        int64
-		Floor        int
-		PeriodMS     int64
-		StartedAt    time.Time
-		NextStart    *time.Time
-		Buckets      int
-		FirstPending int
-		ID           *int64
-		Points       *int
-		Bucket       *int
-		BucketCycle  *int64
+		Schedule
+		Buckets      int    `db:"buckets"`
+		FirstPending int    `db:"first_pending"`
+		ID           *int64 `db:"id"`
+		Points       *int   `db:"points"`
+		Bucket       *int   `db:"bucket"`
+		BucketCycle  *int64 `db:"bucket_cycle"`
 	}
-	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
 	if err != nil {
 		return Answer{}, fmt.Errorf("query users: %w", err)
 	}
@@ -80,14 +69,7 @@ func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 		return Answer{}, ErrNoState
 	}
 	r := got[0]
-	a := Answer{
-		Users: []User{}, Cycle: r.Cycle, Floor: r.Floor, StartedAt: r.StartedAt,
-		Period:  time.Duration(r.PeriodMS) * time.Millisecond,
-		Buckets: r.Buckets, FirstPending: r.FirstPending,
-	}
-	if r.NextStart != nil {
-		a.NextStart = *r.NextStart
-	}
+	a := Answer{Schedule: r.Schedule, Users: []User{}, Buckets: r.Buckets, FirstPending: r.FirstPending}
 	for _, r := range got {
 		if r.ID != nil {
 			u := User{ID: *r.ID, Points: *r.Points, Bucket: NoBucket, BucketCycle: NoBucket}

@@ -77,7 +77,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	// A schedule in the future is not one any leader kept: a start that has
 	// not come, or a next start further than a period away.
 	future := st.StartedAt.After(now.Add(time.Second)) ||
-		published.After(now.Add(max(cmp.Or(st.Period(), u.cfg.Period), u.cfg.Period)+time.Second))
+		published.After(now.Add(max(cmp.Or(st.Period, u.cfg.Period), u.cfg.Period)+time.Second))
 	if future {
 		u.log.Warn("the published schedule is in the future (a leader with a fast clock, or an edit): not waiting for it",
 			slog.Time("started_at", st.StartedAt), slog.Time("next_start", published), slog.Int64("cycle", st.Cycle))
@@ -146,8 +146,8 @@ func publishedNext(st pgsql.State) time.Time {
 	switch {
 	case st.NextStart != nil:
 		return *st.NextStart
-	case st.Period() > 0:
-		return st.StartedAt.Add(st.Period())
+	case st.Period > 0:
+		return st.StartedAt.Add(st.Period)
 	}
 	return time.Time{}
 }

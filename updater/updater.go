@@ -225,7 +225,7 @@ func (u *Updater) newCycle(n int64, start time.Time, paced bool, mode Mode) pgsq
 
 func cycleOf(st pgsql.State) pgsql.Cycle {
 	return pgsql.Cycle{Number: st.Cycle, Floor: st.Floor, Seed: st.Seed, Mode: st.Mode,
-		StartedAt: st.StartedAt, Period: st.Period()}
+		StartedAt: st.StartedAt, Period: st.Period}
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.
