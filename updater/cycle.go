@@ -60,6 +60,7 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 		res, err = u.runRolling(ctx, c, resume, paced)
 	}
 	if err != nil {
+		u.emit(Event{Kind: EventCycleFailed, Cycle: c.Number, Err: err})
 		return res, err
 	}
 	u.cfg.Metrics.CycleDuration.WithLabelValues(string(res.Mode)).Observe(res.Took.Seconds())
@@ -80,6 +81,9 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 	default:
 		u.log.Info("cycle done", attrs...)
 	}
+	// Told last, so that whoever waits on it finds the metrics and the
+	// log already written.
+	u.emit(Event{Kind: EventCycleFinished, Cycle: c.Number, Result: res})
 	return res, nil
 }
 
@@ -104,6 +108,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 	res.Took = time.Since(start)
 	res.Work = res.Took
 	u.committed(res.Rows, c.Floor, pgsql.AllBuckets)
+	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Number})
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res.Took)
 }
@@ -127,6 +132,7 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 			return res, fmt.Errorf("rolling cycle %d: %w", c.Number, ErrNotStarted)
 		}
 		u.committed(0, c.Floor, pgsql.AllBuckets)
+		u.emit(Event{Kind: EventCycleStarted, Cycle: c.Number})
 	}
 	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
 	if err != nil {
@@ -230,6 +236,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 			o.took = time.Since(start)
 			u.cfg.Metrics.BucketDuration.Observe(o.took.Seconds())
 			u.committed(o.rows, -1, b.Index)
+			u.emit(Event{Kind: EventBucket, Cycle: c.Number, Bucket: b.Index})
 		}
 		return o, nil
 	}

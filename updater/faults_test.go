@@ -136,12 +136,7 @@ func TestShutdownMidCycleThenResume(t *testing.T) {
 	u, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
 	stop := runInBackground(t, u)
 
-	var cycle int64
-	eventually(t, 10*time.Second, "a cycle two buckets in", func() bool {
-		st := readState(t, pool)
-		cycle = st.Cycle
-		return st.Cycle > 0 && st.BucketsDone >= 2 && st.BucketsDone < 6
-	})
+	cycle := waitEvents(t, u, 10*time.Second, "a cycle two buckets in", 2, kind(updater.EventBucket)).Cycle
 	if took := stop(); took > 5*time.Second {
 		t.Errorf("Run took %v to return after cancel, want under 5s", took)
 	}
@@ -157,13 +152,12 @@ func TestShutdownMidCycleThenResume(t *testing.T) {
 	other.Period = 10 * time.Second
 	next, _ := newUpdater(t, pgtest.Pool(t, url), other)
 	runInBackground(t, next)
-	eventually(t, 4*time.Second, "the next leader finishes the same cycle", func() bool {
-		st := readState(t, pool)
-		if st.Cycle != cycle {
-			t.Fatalf("cycle %d started instead of resuming %d", st.Cycle, cycle)
-		}
-		return st.FinishedAt != nil && st.BucketsDone == 8
-	})
+	if done := waitEvents(t, next, 4*time.Second, "the next leader finishes a cycle", 1, kind(updater.EventCycleFinished)); done.Cycle != cycle {
+		t.Fatalf("cycle %d finished instead of the resumed %d", done.Cycle, cycle)
+	}
+	if st := readState(t, pool); st.Cycle != cycle || st.FinishedAt == nil || st.BucketsDone != 8 {
+		t.Fatalf("after the resumed cycle: %+v, want cycle %d finished with 8 buckets", st, cycle)
+	}
 	if n := mispredicted(t, pool, readState(t, pool).Seed); n != 0 {
 		t.Fatalf("%d users not drawn from the resumed cycle's seed", n)
 	}
@@ -189,8 +183,13 @@ func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 	}
 	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Strict, Period: period})
 	stop := runInBackground(t, u)
-	eventually(t, 10*time.Second, "two overruns", func() bool { return testutil.ToFloat64(m.CycleOverruns) >= 2 })
+	waitEvents(t, u, 10*time.Second, "two overruns", 2, func(e updater.Event) bool {
+		return e.Kind == updater.EventCycleFinished && e.Result.Took > period
+	})
 	stop()
+	if got := testutil.ToFloat64(m.CycleOverruns); got < 2 {
+		t.Errorf("pointsd_cycle_overruns_total = %v after two overruns", got)
+	}
 
 	// No cycle started before the one before it finished, nor late: after
 	// an overrun the next waits for the next boundary, rather than starting

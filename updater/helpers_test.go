@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,11 +31,67 @@ func newUpdater(t *testing.T, pool *pgxpool.Pool, cfg updater.Config) (*updater.
 	if cfg.LeaderPoll == 0 {
 		cfg.LeaderPoll = 100 * time.Millisecond
 	}
+	r := &recorder{changed: make(chan struct{})}
+	cfg.OnEvent = r.record
 	u, err := updater.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	recorders.Store(u, r)
 	return u, m
+}
+
+// recorders holds each test updater's events.
+var recorders sync.Map // *updater.Updater → *recorder
+
+// recorder keeps an updater's events for tests to wait on.
+type recorder struct {
+	mu      sync.Mutex
+	events  []updater.Event
+	changed chan struct{} // closed and replaced at every event
+}
+
+func (r *recorder) record(e updater.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// waitEvents waits until u has told n events that match since it was made,
+// and returns the nth; it fails t after timeout. Waiting on what the updater
+// says it did, not on the database's state, keeps tests from guessing how
+// long things take.
+func waitEvents(t *testing.T, u *updater.Updater, timeout time.Duration, what string, n int, match func(updater.Event) bool) updater.Event {
+	t.Helper()
+	v, _ := recorders.Load(u)
+	r := v.(*recorder)
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		seen := 0
+		for _, e := range r.events {
+			if match(e) {
+				if seen++; seen == n {
+					r.mu.Unlock()
+					return e
+				}
+			}
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("after %v: %s (%d of %d events)", timeout, what, seen, n)
+		}
+	}
+}
+
+// kind matches events of kind k.
+func kind(k updater.EventKind) func(updater.Event) bool {
+	return func(e updater.Event) bool { return e.Kind == k }
 }
 
 // runInBackground runs u.Run until the returned stop is called (or the test

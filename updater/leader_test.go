@@ -83,7 +83,7 @@ func TestFollowerTakesOverWhenLeaderStops(t *testing.T) {
 	cfg := updater.Config{Period: time.Second, LeaderPoll: 200 * time.Millisecond}
 	a, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
 	stopA := runInBackground(t, a)
-	eventually(t, 5*time.Second, "a leads", func() bool { return a.Status().Leader })
+	waitEvents(t, a, 5*time.Second, "a leads", 1, kind(updater.EventLeading))
 	b, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
 	runInBackground(t, b)
 	time.Sleep(3 * cfg.LeaderPoll) // b has tried, and failed, to lead
@@ -93,5 +93,5 @@ func TestFollowerTakesOverWhenLeaderStops(t *testing.T) {
 	if took := stopA(); took > 5*time.Second {
 		t.Errorf("stopping the leader took %v, want under 5s", took)
 	}
-	eventually(t, 15*time.Second, "b takes over", func() bool { return b.Status().Leader })
+	waitEvents(t, b, 15*time.Second, "b takes over", 1, kind(updater.EventLeading))
 }

@@ -35,15 +35,15 @@ func TestReadOnlyReplicaNeverLeads(t *testing.T) {
 	cfg := updater.Config{Period: 300 * time.Millisecond}
 	reader, rm := newUpdater(t, poolAs(t, url, func(c *pgxpool.Config) { c.ConnConfig.User = role }), cfg)
 	runInBackground(t, reader)
-	eventually(t, 5*time.Second, "the reader says why it cannot lead", func() bool {
-		return strings.Contains(reader.Status().Problem, "may not UPDATE") && testutil.ToFloat64(rm.LeaderEligible) == 0
-	})
+	waitEvents(t, reader, 5*time.Second, "the reader finds it cannot lead", 1, kind(updater.EventCannotLead))
+	if p := reader.Status().Problem; !strings.Contains(p, "may not UPDATE") || testutil.ToFloat64(rm.LeaderEligible) != 0 {
+		t.Errorf("the reader's problem %q, pointsd_leader_eligible %v; want why, and 0", p, testutil.ToFloat64(rm.LeaderEligible))
+	}
 
 	writer, _ := newUpdater(t, pool, cfg)
 	runInBackground(t, writer)
-	eventually(t, 5*time.Second, "the writer leads and runs cycles", func() bool {
-		return writer.Status().Leader && readState(t, pool).Cycle >= 2
-	})
+	waitEvents(t, writer, 5*time.Second, "the writer runs two cycles", 2, kind(updater.EventCycleFinished))
+	waitEvents(t, writer, 0, "the writer leads", 1, kind(updater.EventLeading))
 	if reader.Status().Leader {
 		t.Error("the read-only replica leads")
 	}
@@ -73,13 +73,12 @@ func TestLeaderThatKeepsFailingStepsDown(t *testing.T) {
 		c.ConnConfig.RuntimeParams["application_name"] = "broken"
 	}), bcfg)
 	runInBackground(t, broken)
-	eventually(t, 5*time.Second, "the broken replica leads", func() bool { return broken.Status().Leader })
+	waitEvents(t, broken, 5*time.Second, "the broken replica leads", 1, kind(updater.EventLeading))
 
 	healthy, _ := newUpdater(t, pool, cfg)
 	runInBackground(t, healthy)
-	eventually(t, 10*time.Second, "the healthy replica leads and cycles advance", func() bool {
-		return healthy.Status().Leader && readState(t, pool).Cycle >= 2
-	})
+	waitEvents(t, broken, 10*time.Second, "the broken replica steps down", 1, kind(updater.EventFollowing))
+	waitEvents(t, healthy, 10*time.Second, "the healthy replica runs two cycles", 2, kind(updater.EventCycleFinished))
 	if !strings.Contains(logs.String(), `msg="stepped down so that another replica can lead"`) {
 		t.Errorf("the broken replica did not say it stepped down:\n%s", logs.String())
 	}
@@ -98,11 +97,8 @@ func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
 	u, m := newUpdater(t, pgtest.Pool(t, url), updater.Config{Mode: updater.Rolling, Period: period})
 	runInBackground(t, u)
 
-	var cut pgsql.State
-	eventually(t, 3*period, "a cycle two buckets in", func() bool {
-		cut = readState(t, pool)
-		return cut.Cycle > 0 && cut.BucketsDone >= 2 && cut.BucketsDone <= 4
-	})
+	waitEvents(t, u, 3*period, "a cycle two buckets in", 2, kind(updater.EventBucket))
+	cut := readState(t, pool)
 	finished := cycleCount(t, m)
 
 	// End the leader's session and keep the lock until past the boundary:
@@ -137,7 +133,9 @@ func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
 	time.Sleep(time.Until(boundary.Add(200 * time.Millisecond)))
 	_ = hold.Close(ctx) // releases the lock
 
-	eventually(t, period, "the next cycle starts", func() bool { return readState(t, pool).Cycle > cut.Cycle })
+	waitEvents(t, u, period, "the next cycle starts", 1, func(e updater.Event) bool {
+		return e.Kind == updater.EventCycleStarted && e.Cycle > cut.Cycle
+	})
 	st := readState(t, pool)
 	if got := cycleCount(t, m); got != finished+1 {
 		t.Errorf("%d cycles finished since the cut, want 1: the cut cycle %d was not resumed", got-finished, cut.Cycle)
@@ -169,7 +167,7 @@ func TestFutureScheduleIsNotWaitedFor(t *testing.T) {
 			u, _ := newUpdater(t, pool, updater.Config{Period: 300 * time.Millisecond,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			runInBackground(t, u)
-			eventually(t, 5*time.Second, "cycles go on", func() bool { return readState(t, pool).Cycle >= 3 })
+			waitEvents(t, u, 5*time.Second, "cycles go on", 2, kind(updater.EventCycleFinished))
 			if !strings.Contains(logs.String(), `level=WARN msg="the published schedule is in the future`) {
 				t.Errorf("no warning about the future schedule in the log:\n%s", logs.String())
 			}
@@ -191,7 +189,7 @@ func TestMissingPartitionKeepsTheSchedule(t *testing.T) {
 	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 800 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	runInBackground(t, u)
-	eventually(t, 10*time.Second, "two finished cycles", func() bool { return cycleCount(t, m) >= 2 })
+	waitEvents(t, u, 10*time.Second, "two finished cycles", 2, kind(updater.EventCycleFinished))
 	if got := testutil.ToFloat64(m.CycleOverruns); got != 0 {
 		t.Errorf("%v overruns with a partition missing, want 0", got)
 	}

@@ -38,7 +38,7 @@ func TestSlowCycleWarningGoesByWork(t *testing.T) {
 			u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 1200 * time.Millisecond,
 				SlowCycle: 400 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			runInBackground(t, u)
-			eventually(t, 10*time.Second, "a finished cycle", func() bool { return cycleCount(t, m) >= 1 })
+			waitEvents(t, u, 10*time.Second, "a finished cycle", 1, kind(updater.EventCycleFinished))
 			warned := strings.Contains(logs.String(), `msg="slow cycle"`)
 			if warned != slow {
 				t.Errorf("slow cycle warning: %v, want %v; log:\n%s", warned, slow, logs.String())

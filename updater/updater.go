@@ -47,6 +47,10 @@ type Config struct {
 	SlowCycle  time.Duration // a cycle slower than this logs a warning
 	LeaderPoll time.Duration // how often followers try to lead, and the leader checks it still does
 
+	// OnEvent, if set, is told of what the updater does as it happens
+	// (see Event), from the updater's goroutines: it must not block.
+	OnEvent func(Event)
+
 	// Rand draws floors and seeds. Tests inject a seeded one to predict
 	// every value; by default it is seeded at random.
 	Rand *rand.Rand
@@ -133,6 +137,7 @@ func (u *Updater) setLeader(leader bool) {
 	u.state.Leader = leader
 	u.mu.Unlock()
 	u.cfg.Metrics.Leader.Set(map[bool]float64{true: 1}[leader])
+	u.emit(Event{Kind: map[bool]EventKind{true: EventLeading, false: EventFollowing}[leader]})
 }
 
 // observeMode records the cluster's mode as read from the database.
@@ -162,6 +167,7 @@ func (u *Updater) setProblem(why string) {
 		u.log.Info("this replica can lead again", slog.String("was", old))
 	default:
 		u.log.Error("this replica cannot lead", slog.String("why", why))
+		u.emit(Event{Kind: EventCannotLead})
 	}
 }
 

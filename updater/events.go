@@ -1,0 +1,43 @@
+package updater
+
+// Event is something the updater did, told to Config.OnEvent as it
+// happens: tests wait on these instead of polling the database, and other
+// watchers may use them too.
+type Event struct {
+	Kind   EventKind
+	Cycle  int64  // the cycle, for the cycle and bucket events
+	Bucket int    // the bucket, for EventBucket
+	Result Result // for EventCycleFinished
+	Err    error  // for EventCycleFailed
+}
+
+// EventKind says what an Event is.
+type EventKind int
+
+// The events, in the order a leader's life brings them.
+const (
+	// EventCannotLead: this replica cannot do the leader's work, and does
+	// not campaign (Status says why).
+	EventCannotLead EventKind = iota + 1
+	// EventLeading: this replica took the leader lock.
+	EventLeading
+	// EventCycleStarted: a cycle's floor (and in strict mode every user)
+	// committed.
+	EventCycleStarted
+	// EventBucket: a rolling bucket's rewrite committed.
+	EventBucket
+	// EventCycleFinished: a cycle ended with every bucket rewritten.
+	EventCycleFinished
+	// EventCycleFailed: a cycle ended with an error (cut short by shutdown
+	// or by the loss of leadership included).
+	EventCycleFailed
+	// EventFollowing: this replica gave up or lost the leader lock.
+	EventFollowing
+)
+
+// emit tells Config.OnEvent, if set, of e.
+func (u *Updater) emit(e Event) {
+	if u.cfg.OnEvent != nil {
+		u.cfg.OnEvent(e)
+	}
+}
