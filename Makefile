@@ -13,7 +13,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # A static (no cgo), -trimpath binary.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pointsd
-	$(GO) build -o bin/devrun ./internal/devrun
+	$(GO) build -o bin/devrun ./internal/cmd/devrun
 
 # Uses DATABASE_URL when set; otherwise starts (or reuses) a cluster under
 # ./.data from the installed PostgreSQL binaries and stops it on exit.
@@ -49,15 +49,15 @@ vet:
 bench: build
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
-	$(GO) build -o bin/bench ./internal/bench
-	$(GO) build -o bin/staticserve ./internal/staticserve
+	$(GO) build -o bin/bench ./internal/cmd/bench
+	$(GO) build -o bin/staticserve ./internal/cmd/staticserve
 	env -u DATABASE_URL bin/devrun -dir .data/bench -db pointsd_bench -- \
 		bin/bench -pointsd $(BIN) -static bin/staticserve -out docs
 
 # Runs the fault matrix against pointsd on a cluster of its own (never
 # DATABASE_URL's) and rewrites docs/RELIABILITY.md; about 8 minutes.
 chaos: build
-	$(GO) build -o bin/chaos ./internal/chaos
+	$(GO) build -o bin/chaos ./internal/cmd/chaos
 	env -u DATABASE_URL bin/chaos -pointsd $(BIN) -dir .data/chaos -out docs
 
 # Stops the ./.data cluster if a killed make run left it running.

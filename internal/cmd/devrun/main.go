@@ -3,7 +3,7 @@
 // reused) from the installed PostgreSQL binaries, else a Docker container.
 // A cluster it started is stopped cleanly when the command exits.
 //
-//	go run ./internal/devrun [-dir .data/pg] [-db pointsd] -- command [args...]
+//	go run ./internal/cmd/devrun [-dir .data/pg] [-db pointsd] -- command [args...]
 package main
 
 import (

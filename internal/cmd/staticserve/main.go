@@ -2,7 +2,7 @@
 // server answering every request with fixed bytes (by default a GET /
 // response of pointsd's size), with nothing behind it.
 //
-//	go run ./internal/staticserve [-addr 127.0.0.1:4001] [-body '{"users":…}']
+//	go run ./internal/cmd/staticserve [-addr 127.0.0.1:4001] [-body '{"users":…}']
 package main
 
 import (

@@ -1,7 +1,7 @@
 // Command bench measures pointsd against the classic approach to the
 // exercise, side by side in one run on one machine, and writes
 // docs/BENCHMARKS.md with its plots. `make bench` runs it against a
-// PostgreSQL of its own (see internal/devrun); DATABASE_URL names the
+// PostgreSQL of its own (see internal/cmd/devrun); DATABASE_URL names the
 // database it may drop and recreate at will.
 package main
 
