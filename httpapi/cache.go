@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/partition"
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 // clockSkew is taken off every answer's lifetime: it is computed from this

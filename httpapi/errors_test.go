@@ -14,7 +14,7 @@ import (
 
 	"github.com/pointsd/pointsd/internal/localpg"
 	"github.com/pointsd/pointsd/internal/pgtest"
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 func TestUnknownRouteAndWrongMethod(t *testing.T) {

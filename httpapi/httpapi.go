@@ -116,7 +116,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 func (a *API) Drain() { a.draining.Store(true) }
 
 // Committed tells the API that a change to bucket (or, for
-// sql.AllBuckets, to the floor) committed. The cached answer is dropped
+// pgsql.AllBuckets, to the floor) committed. The cached answer is dropped
 // only if it depends on that bucket.
 func (a *API) Committed(bucket int) { a.cache.committed(bucket) }
 

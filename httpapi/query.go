@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 // timestampLayout is the previous query's time as the exercise sends it.

@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 // healthz says the process is alive; it touches nothing else.
@@ -15,7 +15,7 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // readyz says whether this replica can answer queries: the database
 // answers, its schema is the one this binary expects, and nothing in it is
-// damaged (see sql.CheckState). A 503 says why.
+// damaged (see pgsql.CheckState). A 503 says why.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.draining.Load() {
 		w.Header().Set("Retry-After", "5")

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 // Metrics are pointsd's instruments and the registry holding them.
@@ -42,7 +42,7 @@ type Metrics struct {
 	// (a role that may only read, a standby) and so does not campaign.
 	LeaderEligible prometheus.Gauge
 	// StateProblems counts, by check, the damage the last check found in
-	// the database (see sql.CheckState): anything but 0 needs an operator.
+	// the database (see pgsql.CheckState): anything but 0 needs an operator.
 	StateProblems *prometheus.GaugeVec
 
 	// HTTPDuration times requests by chi route pattern, method and status.

@@ -1,10 +1,11 @@
-// Package sql owns pointsd's schema and every SQL statement it runs: the
-// embedded, versioned migrations and one function per statement, each taking
-// a DBTX so the caller decides the transaction.
+// Package pgsql, in the folder sql/, owns pointsd's schema and every SQL
+// statement it runs: the embedded, versioned migrations and one function per
+// statement, each taking a DBTX so the caller decides the transaction. It is
+// not named sql so that it sits beside database/sql without an alias.
 //
 // Nothing outside this package builds SQL. Identifiers that vary (partition
 // names) are quoted with pgx.Identifier, never formatted from input.
-package sql
+package pgsql
 
 import (
 	"context"

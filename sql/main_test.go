@@ -1,4 +1,4 @@
-package sql_test
+package pgsql_test
 
 import (
 	"testing"

@@ -1,8 +1,8 @@
-package sql
+package pgsql
 
 import (
 	"context"
-	dbsql "database/sql"
+	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
@@ -136,7 +136,7 @@ func newProvider(pool *pgxpool.Pool, partitions int, log *slog.Logger) (*goose.P
 		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
 		goose.WithGoMigrations(goose.NewGoMigration(1,
-			&goose.GoFunc{RunTx: func(ctx context.Context, tx *dbsql.Tx) error {
+			&goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
 				return createUsers(ctx, tx, partitions)
 			}}, nil)),
 	}
@@ -170,7 +170,7 @@ var latestVersion = sync.OnceValues(func() (int64, error) {
 // createUsers is migration 1: the users table, its partitions and the
 // buckets table mapping the two. It is Go rather than SQL only because the
 // partition count is a parameter.
-func createUsers(ctx context.Context, tx *dbsql.Tx, partitions int) error {
+func createUsers(ctx context.Context, tx *sql.Tx, partitions int) error {
 	if _, err := tx.ExecContext(ctx, usersSQL); err != nil {
 		return err
 	}

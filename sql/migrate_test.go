@@ -1,4 +1,4 @@
-package sql_test
+package pgsql_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 func TestMigrateTwoReplicasAtOnce(t *testing.T) {

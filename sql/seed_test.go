@@ -1,4 +1,4 @@
-package sql_test
+package pgsql_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pointsd/pointsd/internal/pgtest"
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 func TestSeedIsIdempotentAndFillsTheRest(t *testing.T) {

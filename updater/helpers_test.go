@@ -13,7 +13,7 @@ import (
 
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/partition"
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 // lead runs cycles on the schedule until ctx ends (nil) or it fails

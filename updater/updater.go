@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pointsd/pointsd/metrics"
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 // Defaults for Config.
@@ -114,7 +114,7 @@ func New(cfg Config) (*Updater, error) {
 }
 
 // OnCommit makes f be called after every committed change of points or
-// floor with the bucket rewritten, or sql.AllBuckets when a cycle started
+// floor with the bucket rewritten, or pgsql.AllBuckets when a cycle started
 // (the floor changed, and in strict mode every bucket). Call it before Run.
 func (u *Updater) OnCommit(f func(bucket int)) { u.onCommit = f }
 

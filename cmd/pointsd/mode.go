@@ -6,7 +6,7 @@ import (
 	"io"
 	"time"
 
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
 )
 

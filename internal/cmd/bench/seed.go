@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	pgsql "github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/sql"
 )
 
 // benchSeed times pointsd's seed beside a plain INSERT … SELECT
