@@ -59,7 +59,7 @@ func (u *Updater) lead(ctx context.Context) error {
 // leadState is what a leader remembers from one step to the next.
 type leadState struct {
 	failedCycle int64 // a cycle it failed, not resumed again
-	ranLast     bool  // the last cycle was one it started itself
+	started     int64 // the last cycle it started itself (a strict one may have rolled back)
 }
 
 // step resumes the unfinished cycle, or waits for the next boundary and
@@ -83,7 +83,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 			slog.Time("started_at", st.StartedAt), slog.Time("next_start", published), slog.Int64("cycle", st.Cycle))
 	}
 	if st.Cycle > 0 && st.FinishedAt == nil && st.Cycle != ls.failedCycle {
-		ls.ranLast = false
+		ls.started = 0 // a cut cycle, not one that overran by itself
 		u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
 		c := cycleOf(st)
 		// On the schedule it was published with, unless that schedule
@@ -108,7 +108,8 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 		// skipped. Not after this leader's own cycle overran: the next
 		// then waits for the next boundary, and cycles never run back to
 		// back.
-		if cur := sched.CycleStart(now); !ls.ranLast && !published.After(cur) && now.Sub(cur) <= u.cfg.Period/lateStart {
+		ranLast := st.Cycle == ls.started // and it happened: not rolled back
+		if cur := sched.CycleStart(now); !ranLast && !published.After(cur) && now.Sub(cur) <= u.cfg.Period/lateStart {
 			next = cur
 		}
 	}
@@ -135,7 +136,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	}
 	u.observeMode(mode)
 	c := u.newCycle(number, next, true, Mode(mode))
-	ls.ranLast = true
+	ls.started = c.Number
 	_, err = u.run(ctx, c, false, true)
 	return c.Number, Mode(mode), err
 }
