@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -65,28 +66,54 @@ func (r *recorder) record(e updater.Event) {
 // long things take.
 func waitEvents(t *testing.T, u *updater.Updater, timeout time.Duration, what string, n int, match func(updater.Event) bool) updater.Event {
 	t.Helper()
-	v, _ := recorders.Load(u)
-	r := v.(*recorder)
+	e, _ := waitAny(t, []*updater.Updater{u}, timeout, what, n, match)
+	return e
+}
+
+// waitAny is waitEvents over several updaters' events together: it returns
+// the nth that matches, from whichever told it, and which one did.
+func waitAny(t *testing.T, us []*updater.Updater, timeout time.Duration, what string, n int, match func(updater.Event) bool) (updater.Event, *updater.Updater) {
+	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		r.mu.Lock()
 		seen := 0
-		for _, e := range r.events {
-			if match(e) {
-				if seen++; seen == n {
-					r.mu.Unlock()
-					return e
+		cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline)}}
+		for _, u := range us {
+			v, _ := recorders.Load(u)
+			r := v.(*recorder)
+			r.mu.Lock()
+			for _, e := range r.events {
+				if match(e) {
+					if seen++; seen == n {
+						r.mu.Unlock()
+						return e, u
+					}
 				}
 			}
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.changed)})
+			r.mu.Unlock()
 		}
-		changed := r.changed
-		r.mu.Unlock()
-		select {
-		case <-changed:
-		case <-deadline:
+		if chosen, _, _ := reflect.Select(cases); chosen == 0 {
 			t.Fatalf("after %v: %s (%d of %d events)", timeout, what, seen, n)
 		}
 	}
+}
+
+// countEvents counts the events of us that match, so far.
+func countEvents(us []*updater.Updater, match func(updater.Event) bool) int {
+	n := 0
+	for _, u := range us {
+		v, _ := recorders.Load(u)
+		r := v.(*recorder)
+		r.mu.Lock()
+		for _, e := range r.events {
+			if match(e) {
+				n++
+			}
+		}
+		r.mu.Unlock()
+	}
+	return n
 }
 
 // kind matches events of kind k.

@@ -36,7 +36,7 @@ func TestOneLeaderAndFailover(t *testing.T) {
 		}
 		return n, leader
 	}
-	eventually(t, 5*time.Second, "one leader", func() bool { n, _ := leaders(); return n == 1 })
+	waitAny(t, []*updater.Updater{a, b}, 5*time.Second, "a leader", 1, kind(updater.EventLeading))
 	// For a while, never two, and cycles advance.
 	first := readState(t, pool).Cycle
 	deadline := time.Now().Add(1500 * time.Millisecond)
@@ -61,19 +61,19 @@ func TestOneLeaderAndFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	eventually(t, 15*time.Second, "a new leader session", func() bool {
-		n, _ := leaders()
-		now, err := pgsql.LeaderPID(ctx, pool)
-		return err == nil && n == 1 && now != 0 && now != pid
-	})
+	_, old := leaders()
+	waitEvents(t, old, 15*time.Second, "the leader notices it lost its session", 1, kind(updater.EventFollowing))
+	waitAny(t, []*updater.Updater{a, b}, 15*time.Second, "a new leader", 2, kind(updater.EventLeading))
 	t.Logf("failover took %v", time.Since(killed))
+	if now, err := pgsql.LeaderPID(ctx, pool); err != nil || now == 0 || now == pid {
+		t.Fatalf("leader pid %d after the failover (was %d), %v", now, pid, err)
+	}
 	if testutil.ToFloat64(am.Leader)+testutil.ToFloat64(bm.Leader) != 1 {
 		t.Fatal("pointsd_leader gauges did not follow the failover")
 	}
-	after := readState(t, pool).Cycle
-	eventually(t, 5*time.Second, "cycles continue under the new leader", func() bool {
-		return readState(t, pool).Cycle >= after+2
-	})
+	both := []*updater.Updater{a, b}
+	before := countEvents(both, kind(updater.EventCycleFinished))
+	waitAny(t, both, 5*time.Second, "cycles continue under the new leader", before+2, kind(updater.EventCycleFinished))
 }
 
 // The leader stopping (SIGTERM, crash) hands over just the same.
