@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -43,7 +44,11 @@ const (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-//go:embed users.sql
+// usersMigration is version 1, run by the Go migration createUsers rather
+// than by goose: the partition count is a parameter.
+const usersMigration = "00001_users.sql"
+
+//go:embed migrations/00001_users.sql
 var usersSQL string
 
 // ErrPartitions is wrapped by Migrate when the users table exists with a
@@ -127,10 +132,11 @@ func newProvider(pool *pgxpool.Pool, partitions int, log *slog.Logger) (*goose.P
 	if err != nil {
 		return nil, err
 	}
-	files, err := fs.Sub(migrationFiles, "migrations")
+	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
 	}
+	files := without{sub, usersMigration}
 	opts := []goose.ProviderOption{
 		goose.WithTableName(migrationsTable),
 		goose.WithSessionLocker(locker),
@@ -211,4 +217,23 @@ func wrapErr(what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// without is fsys with one file left out: goose reads the SQL migrations
+// from it, and version 1's file is the Go migration's to run.
+type without struct {
+	fsys fs.FS
+	name string
+}
+
+func (w without) Open(name string) (fs.File, error) {
+	if name == w.name {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return w.fsys.Open(name)
+}
+
+func (w without) ReadDir(name string) ([]fs.DirEntry, error) {
+	entries, err := fs.ReadDir(w.fsys, name)
+	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return name == "." && e.Name() == w.name }), err
 }

@@ -34,7 +34,7 @@ type Answer struct {
 // QueryAnswer returns up to two users with points strictly above the current
 // floor. One statement, so the users and the floor come from one snapshot.
 // The scan stops at the second match: with uniform points that is within a
-// few hundred rows, and no index on points is needed (see users.sql); when
+// few hundred rows, and no index on points is needed (see migrations/00001_users.sql); when
 // the floor is 100 the one-time filter skips the scan entirely.
 func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 	rows, err := db.Query(ctx, `

@@ -1,3 +1,9 @@
+-- Version 1: users and buckets. Unlike the others, this file is not read by
+-- goose: migrate.go's Go migration 1 runs it and then creates the users
+-- partitions and their buckets, because their number is a parameter
+-- (migrate -partitions). It is kept here so that this folder lists every
+-- version of the schema.
+--
 -- users holds the points being re-drawn. It is natively hash-partitioned on
 -- id: each partition is one bucket of the rolling updater, rewritten in its
 -- own transaction, so a cycle's write load is spread across the period and
