@@ -79,16 +79,13 @@ const ChangesChannel = "pointsd_changes"
 // changed (and, in strict mode, every bucket).
 const AllBuckets = -1
 
-// Cycle is what a leader publishes when a cycle starts.
+// Cycle is what a leader publishes when a cycle starts: its Schedule (the
+// Period is the leader's when the cycle is paced, 0 for a cycle run by
+// hand), and the seed and mode of its draws.
 type Cycle struct {
-	Number int64
-	Floor  int
-	Seed   int64
-	Mode   string
-	// Period is the leader's period when the cycle is paced on the
-	// schedule, 0 for a cycle run by hand.
-	Period    time.Duration
-	StartedAt time.Time
+	Schedule
+	Seed int64
+	Mode string
 }
 
 // StartCycle publishes c's floor and seed, if c is numbered after the
@@ -115,9 +112,9 @@ func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
 			RETURNING cycle
 		)
 		SELECT pg_notify($7, $8) FROM started`,
-		c.Number, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets), next)
+		c.Cycle, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets), next)
 	if err != nil {
-		return false, fmt.Errorf("start cycle %d: %w", c.Number, err)
+		return false, fmt.Errorf("start cycle %d: %w", c.Cycle, err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
@@ -201,7 +198,7 @@ func DrawAll(ctx context.Context, tx pgx.Tx, c Cycle) (rows int64, started bool,
 	if rows, err = UpdateAll(ctx, tx, c.Seed); err != nil {
 		return 0, false, err
 	}
-	if _, err = tx.Exec(ctx, `UPDATE buckets SET cycle = $1, seed = $2, updated_at = now()`, c.Number, c.Seed); err != nil {
+	if _, err = tx.Exec(ctx, `UPDATE buckets SET cycle = $1, seed = $2, updated_at = now()`, c.Cycle, c.Seed); err != nil {
 		return 0, false, fmt.Errorf("mark buckets: %w", err)
 	}
 	return rows, true, nil

@@ -95,7 +95,7 @@ func drawAll(t *testing.T, pool *pgxpool.Pool, n int64) {
 			t.Fatal(err)
 		}
 		defer func() { _ = tx.Rollback(ctx) }() // a no-op after Commit
-		c := pgsql.Cycle{Number: i, Floor: 50, Seed: 1000 + i, Mode: "strict", StartedAt: time.Now()}
+		c := pgsql.Cycle{Schedule: pgsql.Schedule{Cycle: i, Floor: 50, StartedAt: time.Now()}, Seed: 1000 + i, Mode: "strict"}
 		if _, ok, err := pgsql.DrawAll(ctx, tx, c); err != nil || !ok {
 			t.Fatalf("cycle %d: started %v, %v", i, ok, err)
 		}

@@ -60,7 +60,7 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 		res, err = u.runRolling(ctx, c, resume, paced)
 	}
 	if err != nil {
-		u.emit(Event{Kind: EventCycleFailed, Cycle: c.Number, Err: err})
+		u.emit(Event{Kind: EventCycleFailed, Cycle: c.Cycle, Err: err})
 		return res, err
 	}
 	u.cfg.Metrics.CycleDuration.WithLabelValues(string(res.Mode)).Observe(res.Took.Seconds())
@@ -83,13 +83,13 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 	}
 	// Told last, so that whoever waits on it finds the metrics and the
 	// log already written.
-	u.emit(Event{Kind: EventCycleFinished, Cycle: c.Number, Result: res})
+	u.emit(Event{Kind: EventCycleFinished, Cycle: c.Cycle, Result: res})
 	return res, nil
 }
 
 // runStrict rewrites every user and the floor in one transaction.
 func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) {
-	res := Result{Cycle: c.Number, Mode: Strict}
+	res := Result{Cycle: c.Cycle, Mode: Strict}
 	start := time.Now()
 	err := pgx.BeginFunc(ctx, u.cfg.Pool, func(tx pgx.Tx) error {
 		rows, started, err := pgsql.DrawAll(ctx, tx, c)
@@ -103,12 +103,12 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 		if !errors.Is(err, ErrNotStarted) {
 			u.cfg.Metrics.UpdateErrors.Inc()
 		}
-		return res, fmt.Errorf("strict cycle %d: %w", c.Number, err)
+		return res, fmt.Errorf("strict cycle %d: %w", c.Cycle, err)
 	}
 	res.Took = time.Since(start)
 	res.Work = res.Took
 	u.committed(res.Rows, c.Floor, pgsql.AllBuckets)
-	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Number})
+	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res.Took)
 }
@@ -117,7 +117,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 // yet rewritten in c to the workers in slot order, never before their slot
 // when paced.
 func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
-	res := Result{Cycle: c.Number, Mode: Rolling}
+	res := Result{Cycle: c.Cycle, Mode: Rolling}
 	if resume {
 		res.Mode = Mode(c.Mode) // a strict cycle whose finish was lost ends here
 	}
@@ -129,10 +129,10 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 			return res, err
 		}
 		if !started {
-			return res, fmt.Errorf("rolling cycle %d: %w", c.Number, ErrNotStarted)
+			return res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, ErrNotStarted)
 		}
 		u.committed(0, c.Floor, pgsql.AllBuckets)
-		u.emit(Event{Kind: EventCycleStarted, Cycle: c.Number})
+		u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	}
 	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
 	if err != nil {
@@ -166,7 +166,7 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 	}
 dispatch:
 	for _, b := range buckets {
-		if b.Cycle >= c.Number {
+		if b.Cycle >= c.Cycle {
 			continue // resumed: already rewritten in this cycle
 		}
 		if b.Partition == nil {
@@ -196,7 +196,7 @@ dispatch:
 		res.Took = time.Since(c.StartedAt)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return res, fmt.Errorf("rolling cycle %d: %w", c.Number, err)
+		return res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return res, err
@@ -222,7 +222,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		start := time.Now()
 		err := pgx.BeginFunc(tctx, u.cfg.Pool, func(tx pgx.Tx) error {
 			var err error
-			o.rows, claimed, err = pgsql.DrawBucket(tctx, tx, b, c.Number, c.Seed)
+			o.rows, claimed, err = pgsql.DrawBucket(tctx, tx, b, c.Cycle, c.Seed)
 			return err
 		})
 		if err != nil {
@@ -236,7 +236,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 			o.took = time.Since(start)
 			u.cfg.Metrics.BucketDuration.Observe(o.took.Seconds())
 			u.committed(o.rows, -1, b.Index)
-			u.emit(Event{Kind: EventBucket, Cycle: c.Number, Bucket: b.Index})
+			u.emit(Event{Kind: EventBucket, Cycle: c.Cycle, Bucket: b.Index})
 		}
 		return o, nil
 	}
@@ -246,7 +246,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		backoff.WithBackOff(bo),
 		backoff.WithMaxElapsedTime(u.cfg.Period),
 		backoff.WithNotify(func(err error, next time.Duration) {
-			u.log.Warn("bucket failed; retrying", slog.Int64("cycle", c.Number),
+			u.log.Warn("bucket failed; retrying", slog.Int64("cycle", c.Cycle),
 				slog.Int("bucket", b.Index), slog.Duration("in", next), slog.Any("err", err))
 		}))
 	if err != nil {
@@ -279,5 +279,5 @@ func (u *Updater) committed(rows int64, floor, bucket int) {
 func (u *Updater) finish(ctx context.Context, c pgsql.Cycle, took time.Duration) error {
 	fctx, cancel := detach(ctx, drainTimeout)
 	defer cancel()
-	return pgsql.FinishCycle(fctx, u.cfg.Pool, c.Number, took)
+	return pgsql.FinishCycle(fctx, u.cfg.Pool, c.Cycle, took)
 }

@@ -136,9 +136,9 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	}
 	u.observeMode(mode)
 	c := u.newCycle(number, next, true, Mode(mode))
-	ls.started = c.Number
+	ls.started = c.Cycle
 	_, err = u.run(ctx, c, false, true)
-	return c.Number, Mode(mode), err
+	return c.Cycle, Mode(mode), err
 }
 
 // publishedNext is the earliest the next cycle may start by the published

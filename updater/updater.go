@@ -217,11 +217,9 @@ const lateStart = 2 // a cycle may start up to period/lateStart late
 // publishes the period it is paced on.
 func (u *Updater) newCycle(n int64, start time.Time, paced bool, mode Mode) pgsql.Cycle {
 	c := pgsql.Cycle{
-		Number:    n,
-		Floor:     u.cfg.Rand.IntN(101),       // 0..100 inclusive
-		Seed:      int64(u.cfg.Rand.Uint64()), //nolint:gosec // G115: 64 random bits, reinterpreted
-		Mode:      string(mode),
-		StartedAt: start,
+		Schedule: pgsql.Schedule{Cycle: n, Floor: u.cfg.Rand.IntN(101), StartedAt: start}, // a floor in 0..100 inclusive
+		Seed:     int64(u.cfg.Rand.Uint64()),                                              //nolint:gosec // G115: 64 random bits, reinterpreted
+		Mode:     string(mode),
 	}
 	if paced {
 		c.Period = u.cfg.Period
@@ -229,9 +227,9 @@ func (u *Updater) newCycle(n int64, start time.Time, paced bool, mode Mode) pgsq
 	return c
 }
 
+// cycleOf is the cycle st describes, to resume it.
 func cycleOf(st pgsql.State) pgsql.Cycle {
-	return pgsql.Cycle{Number: st.Cycle, Floor: st.Floor, Seed: st.Seed, Mode: st.Mode,
-		StartedAt: st.StartedAt, Period: st.Period}
+	return pgsql.Cycle{Schedule: st.Schedule, Seed: st.Seed, Mode: st.Mode}
 }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.
