@@ -76,22 +76,13 @@ func waitAny(t *testing.T, us []*updater.Updater, timeout time.Duration, what st
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		seen := 0
+		seen, e, u, changed := scan(us, n, match)
+		if seen == n {
+			return e, u
+		}
 		cases := []reflect.SelectCase{{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline)}}
-		for _, u := range us {
-			v, _ := recorders.Load(u)
-			r := v.(*recorder)
-			r.mu.Lock()
-			for _, e := range r.events {
-				if match(e) {
-					if seen++; seen == n {
-						r.mu.Unlock()
-						return e, u
-					}
-				}
-			}
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.changed)})
-			r.mu.Unlock()
+		for _, c := range changed {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
 		}
 		if chosen, _, _ := reflect.Select(cases); chosen == 0 {
 			t.Fatalf("after %v: %s (%d of %d events)", timeout, what, seen, n)
@@ -101,19 +92,30 @@ func waitAny(t *testing.T, us []*updater.Updater, timeout time.Duration, what st
 
 // countEvents counts the events of us that match, so far.
 func countEvents(us []*updater.Updater, match func(updater.Event) bool) int {
-	n := 0
+	seen, _, _, _ := scan(us, -1, match)
+	return seen
+}
+
+// scan counts the events of us that match, stopping at the nth (n < 0: all),
+// and returns it and its updater, with the channels that close at the next
+// event of each updater.
+func scan(us []*updater.Updater, n int, match func(updater.Event) bool) (seen int, nth updater.Event, from *updater.Updater, changed []chan struct{}) {
 	for _, u := range us {
 		v, _ := recorders.Load(u)
 		r := v.(*recorder)
 		r.mu.Lock()
 		for _, e := range r.events {
 			if match(e) {
-				n++
+				if seen++; seen == n {
+					r.mu.Unlock()
+					return seen, e, u, nil
+				}
 			}
 		}
+		changed = append(changed, r.changed)
 		r.mu.Unlock()
 	}
-	return n
+	return seen, updater.Event{}, nil, changed
 }
 
 // kind matches events of kind k.

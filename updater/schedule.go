@@ -144,13 +144,10 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 // publishedNext is the earliest the next cycle may start by the published
 // schedule, zero if there is none.
 func publishedNext(st pgsql.State) time.Time {
-	switch {
-	case st.NextStart != nil:
-		return *st.NextStart
-	case st.Period > 0:
-		return st.StartedAt.Add(st.Period)
+	if st.NextStart == nil {
+		return time.Time{}
 	}
-	return time.Time{}
+	return *st.NextStart
 }
 
 // reportDamage checks the database for damage done from outside, logs each

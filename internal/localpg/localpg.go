@@ -71,7 +71,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	bin, err := binDir(ctx)
+	bin, err := BinDir(ctx)
 	if err != nil {
 		s, derr := startDocker(ctx, cfg)
 		if derr != nil {
@@ -83,9 +83,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	return startLocal(ctx, bin, cfg)
 }
 
-// binDir finds the folder holding initdb and pg_ctl: PATH first, then
-// pg_config --bindir (Debian keeps them off PATH).
-func binDir(ctx context.Context) (string, error) {
+// BinDir finds the folder holding initdb and pg_ctl: PATH first, then
+// pg_config --bindir, then Debian's /usr/lib/postgresql/N/bin (the newest).
+func BinDir(ctx context.Context) (string, error) {
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
 		if _, err := exec.LookPath("initdb"); err == nil {
 			return filepath.Dir(p), nil
@@ -169,7 +169,7 @@ func startLocal(ctx context.Context, bin string, cfg Config) (*Server, error) {
 	}
 	port := cfg.Port
 	if port == 0 {
-		if port, err = freePort(ctx); err != nil {
+		if port, err = FreePort(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -255,7 +255,8 @@ func runningPort(ctx context.Context, dir string) (int, bool) {
 	return port, true
 }
 
-func freePort(ctx context.Context) (int, error) {
+// FreePort returns a loopback TCP port nobody listens on, just now.
+func FreePort(ctx context.Context) (int, error) {
 	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)

@@ -14,6 +14,9 @@ UPDATE cycle_state SET cluster_mode = mode;
 -- from the first request (see httpapi/cache.go). Null while no leader keeps
 -- a schedule.
 ALTER TABLE cycle_state ADD COLUMN next_start timestamptz;
+-- A paced cycle published before this column promised its period.
+UPDATE cycle_state SET next_start = started_at + period_ms * interval '1 millisecond'
+WHERE period_ms IS NOT NULL;
 
 -- +goose Down
 ALTER TABLE cycle_state DROP COLUMN next_start, DROP COLUMN cluster_mode;

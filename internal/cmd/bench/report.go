@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +13,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+
+	"github.com/pointsd/pointsd/internal/host"
 )
 
 // report is everything measured, and writes BENCHMARKS.md.
@@ -49,7 +50,7 @@ func (r *report) write(ctx context.Context, c config) error {
 		r.started.UTC().Format("2006-01-02 15:04 MST"), r.took.Round(time.Second))
 	p("Absolute numbers drift with the machine's load; the ratios, measured in the same run, are what to compare.\n\n")
 	p("- Machine: %d cores (%s), %s of memory\n- %s\n- %d users; %d full updates per approach; load-spread periods of %s at %d requests/s\n\n",
-		runtime.NumCPU(), cpuModel(), memTotal(), pgVersion, c.users, c.cycles, c.period, c.rate)
+		runtime.NumCPU(), host.CPUModel(), host.MemTotal(), pgVersion, c.users, c.cycles, c.period, c.rate)
 
 	p("## Targets\n\n| target | measured | |\n| --- | --- | --- |\n")
 	strict, classic := r.updates[0], r.updates[1]
@@ -202,28 +203,4 @@ func maxF(v []float64) float64 {
 		m = max(m, x)
 	}
 	return m
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func memTotal() string {
-	b, _ := os.ReadFile("/proc/meminfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				break
-			}
-			return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-		}
-	}
-	return "unknown"
 }

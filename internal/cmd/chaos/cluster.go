@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,7 +41,7 @@ func startCluster(ctx context.Context, dir string, log io.Writer) (*cluster, err
 	if err != nil {
 		return nil, err
 	}
-	bin, err := pgBinDir(ctx)
+	bin, err := localpg.BinDir(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +51,7 @@ func startCluster(ctx context.Context, dir string, log io.Writer) (*cluster, err
 	if _, err := os.Stat(filepath.Join(abs, "postmaster.pid")); err == nil {
 		_ = c.pgctl(ctx, "stop", "-D", abs, "-m", "fast", "-w", "-t", "30")
 	}
-	if c.port, err = freePort(ctx); err != nil {
+	if c.port, err = localpg.FreePort(ctx); err != nil {
 		return nil, err
 	}
 	if err := c.start(ctx); err != nil {
@@ -181,27 +179,6 @@ func childEnv(dbURL string) []string {
 		}
 	}
 	return append(env, "DATABASE_URL="+dbURL)
-}
-
-// pgBinDir finds pg_ctl's folder: PATH, then pg_config --bindir.
-func pgBinDir(ctx context.Context) (string, error) {
-	if p, err := exec.LookPath("pg_ctl"); err == nil {
-		return filepath.Dir(p), nil
-	}
-	out, err := exec.CommandContext(ctx, "pg_config", "--bindir").Output()
-	if err != nil {
-		return "", errors.New("no PostgreSQL server binaries (Debian: apt-get install -y postgresql)")
-	}
-	return strings.TrimSpace(string(out)), nil
-}
-
-func freePort(ctx context.Context) (int, error) {
-	l, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer func() { _ = l.Close() }() // only held to learn a free port
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func lastLine(s string) string {

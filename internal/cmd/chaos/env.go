@@ -8,10 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pointsd/pointsd/internal/host"
 )
 
 // env is one run: the cluster, the replicas alive, where logs go.
@@ -165,7 +166,7 @@ type machine struct {
 }
 
 func (e *env) describe(ctx context.Context) machine {
-	m := machine{cores: runtime.NumCPU(), cpu: cpuModel(), mem: memTotal(), pgVersion: "unknown", nofile: e.nofile}
+	m := machine{cores: runtime.NumCPU(), cpu: host.CPUModel(), mem: host.MemTotal(), pgVersion: "unknown", nofile: e.nofile}
 	if e.pg != nil && e.pg.db != nil {
 		_ = e.pg.db.QueryRow(ctx, `SELECT version()`).Scan(&m.pgVersion)
 		if i := strings.Index(m.pgVersion, " on "); i > 0 {
@@ -173,28 +174,4 @@ func (e *env) describe(ctx context.Context) machine {
 		}
 	}
 	return m
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
-
-func memTotal() string {
-	b, _ := os.ReadFile("/proc/meminfo")
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				break
-			}
-			return fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-		}
-	}
-	return "unknown"
 }

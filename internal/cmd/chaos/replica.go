@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pointsd/pointsd/internal/localpg"
 )
 
 // replica is a pointsd serve the harness started, its stderr in a log file.
@@ -37,7 +39,7 @@ var statusHTTP = &http.Client{Timeout: 3 * time.Second}
 // own process group (a Ctrl-C reaches the harness only, which kills it) and
 // dies with the harness's thread should the harness be killed.
 func (e *env) startReplica(ctx context.Context, mode, dbURL string) (*replica, error) {
-	port, err := freePort(ctx)
+	port, err := localpg.FreePort(ctx)
 	if err != nil {
 		return nil, err
 	}
