@@ -83,17 +83,29 @@ func (c *cache) committed(bucket int) {
 	}
 }
 
+// hit returns the current answer if it may be reused now, starting a
+// background re-read when it is past maxAge; nil otherwise. It is the hot
+// path of GET /: no context, no timer, no lock.
+func (c *cache) hit() *answer {
+	a := c.current.Load()
+	if a == nil || a.gen != c.gen.Load() {
+		return nil
+	}
+	now := time.Now()
+	if now.Before(a.fresh) {
+		return a
+	}
+	if now.Before(a.until) {
+		c.revalidate()
+		return a
+	}
+	return nil
+}
+
 // get returns an answer that is true at some moment after the call began.
 func (c *cache) get(ctx context.Context) (*answer, error) {
-	if a := c.current.Load(); a != nil && a.gen == c.gen.Load() {
-		now := time.Now()
-		if now.Before(a.fresh) {
-			return a, nil
-		}
-		if now.Before(a.until) {
-			c.revalidate()
-			return a, nil
-		}
+	if a := c.hit(); a != nil {
+		return a, nil
 	}
 	c.mu.Lock()
 	var f *flight

@@ -13,11 +13,12 @@ import (
 	"github.com/pointsd/pointsd/sql"
 )
 
-// fail answers a request that met err: one place maps errors to statuses.
-// Clients see a short message, never SQL; the log gets the error.
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+// fail answers a request that met err, and returns the status sent (0 if
+// the client went away): one place maps errors to statuses. Clients see a
+// short message, never SQL; the log gets the error.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return // the client went away
+		return 0 // the client went away
 	}
 	// What passes is 503: the database unreachable (down, restarting,
 	// refusing our credentials, too slow), overload, a schema missing,
@@ -43,6 +44,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeError(w, code, msg)
+	return code
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

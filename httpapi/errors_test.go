@@ -164,7 +164,7 @@ func freePort(t *testing.T) int {
 }
 
 // requestSeries lists the HTTP histogram's series as "method route code".
-func requestSeries(t *testing.T, a *API) []string {
+func requestSeries(t testing.TB, a *API) []string {
 	t.Helper()
 	families, err := a.cfg.Metrics.Registry.Gather()
 	if err != nil {

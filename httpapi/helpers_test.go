@@ -20,7 +20,8 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// newAPI serves an API on its own pool of url; cfg's other fields are kept.
+// newAPI serves an API on its own pool of url; cfg's other fields are
+// kept, and the logger is quiet unless cfg gives one.
 func newAPI(t *testing.T, url string, cfg Config) (*API, *httptest.Server) {
 	t.Helper()
 	return newAPIWith(t, url, "", cfg)
@@ -32,7 +33,7 @@ func newAPIAs(t *testing.T, url, role string) (*API, *httptest.Server) {
 	return newAPIWith(t, url, role, Config{NoCache: true})
 }
 
-func newAPIWith(t *testing.T, url, role string, cfg Config) (*API, *httptest.Server) {
+func newAPIWith(t testing.TB, url, role string, cfg Config) (*API, *httptest.Server) {
 	t.Helper()
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -48,7 +49,10 @@ func newAPIWith(t *testing.T, url, role string, cfg Config) (*API, *httptest.Ser
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	cfg.Pool, cfg.Logger = pool, quiet
+	cfg.Pool = pool
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
 	}

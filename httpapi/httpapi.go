@@ -63,6 +63,12 @@ type API struct {
 	failures *sampledLog
 	// draining is set on shutdown: /readyz answers 503 from then on.
 	draining atomic.Bool
+	// observers are the request histogram's series.
+	observers observers
+	// stamps formats the previous query's time.
+	stamps stamps
+	// fastRoot sends GET / past the router (see ServeHTTP).
+	fastRoot bool
 }
 
 // New validates cfg and builds the router.
@@ -87,11 +93,19 @@ func New(cfg Config) (*API, error) {
 			db: cfg.Pool, reset: cfg.Pool.Reset, maxAge: cfg.CacheMaxAge, timeout: cfg.DBTimeout,
 			onFloor: func(f int) { cfg.Metrics.Floor.Set(float64(f)) },
 		},
-		slots:    make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
-		failures: &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "requests failed", interval: time.Second},
+		slots:     make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
+		failures:  &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "requests failed", interval: time.Second},
+		observers: observers{vec: cfg.Metrics.HTTPDuration},
 	}
-	// GetHead answers HEAD on every GET route (net/http drops the body).
-	a.mux.Use(middleware.RequestID, a.instrument, middleware.GetHead)
+	// Request ids (the client's X-Request-Id, or one of ours) go to the
+	// debug log of every request; at other levels nothing shows them, so
+	// they are not made. GetHead answers HEAD on every GET route (net/http
+	// drops the body).
+	a.fastRoot = !cfg.Logger.Enabled(context.Background(), slog.LevelDebug)
+	if !a.fastRoot {
+		a.mux.Use(middleware.RequestID)
+	}
+	a.mux.Use(a.instrument, middleware.GetHead)
 	a.mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
@@ -107,8 +121,16 @@ func New(cfg Config) (*API, error) {
 	return a, nil
 }
 
-// ServeHTTP makes the API an http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP makes the API an http.Handler. GET and HEAD / go straight to
+// serveRoot unless every request is logged at debug level (with a request
+// id, which only the router's middleware gives).
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.fastRoot && r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		a.serveRoot(w, r)
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
 
 // Drain makes /readyz answer 503 from now on: the server is shutting down,
 // and load balancers should stop sending it requests while it still serves
