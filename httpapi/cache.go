@@ -209,7 +209,7 @@ func stableUntil(a pgsql.Answer) time.Time {
 		if a.Period <= 0 || a.Buckets <= 0 {
 			return time.Time{} // unpaced: may be rewritten any moment
 		}
-		return partition.Schedule{Period: a.Period, Buckets: a.Buckets}.Slot(a.StartedAt, bucket)
+		return partition.Schedule{Period: a.Period, Buckets: a.Buckets, Spread: a.Spread}.Slot(a.StartedAt, bucket)
 	}
 	if a.Floor < 100 {
 		for _, u := range a.Users {

@@ -30,6 +30,8 @@ func TestStableUntilFollowsThePublishedSchedule(t *testing.T) {
 			func(a *pgsql.Answer) { a.Users = []pgsql.User{done(0), done(3)} }, at(time.Minute)},
 		{"a user in a pending bucket holds until its slot",
 			func(a *pgsql.Answer) { a.Users = []pgsql.User{done(0), pending(45)} }, at(45 * time.Second)},
+		{"a pending slot on a published spread",
+			func(a *pgsql.Answer) { a.Spread, a.Users = 54*time.Second, []pgsql.User{done(0), pending(45)} }, at(40500 * time.Millisecond)},
 		{"the earlier of two pending slots",
 			func(a *pgsql.Answer) { a.Users = []pgsql.User{pending(50), pending(40)} }, at(40 * time.Second)},
 		{"fewer than two users: until a pending bucket may add one",

@@ -35,9 +35,17 @@ type Metrics struct {
 	BucketDuration prometheus.Histogram
 	RowsUpdated    prometheus.Counter
 	CycleOverruns  prometheus.Counter
-	UpdateErrors   prometheus.Counter
-	Leader         prometheus.Gauge
-	Floor          prometheus.Gauge
+	// CycleLateStarts counts cycles started after their boundary, on it:
+	// after an overrun by less than half a period, or a leader taking over
+	// late. CyclesSkipped counts boundaries that passed without a cycle.
+	CycleLateStarts prometheus.Counter
+	CyclesSkipped   prometheus.Counter
+	// CycleSpread is the part of the period the leader's current rolling
+	// cycle spreads its slots over (see partition.Schedule).
+	CycleSpread  prometheus.Gauge
+	UpdateErrors prometheus.Counter
+	Leader       prometheus.Gauge
+	Floor        prometheus.Gauge
 	// LeaderEligible is 0 while this replica cannot do the leader's work
 	// (a role that may only read, a standby) and so does not campaign.
 	LeaderEligible prometheus.Gauge
@@ -89,6 +97,18 @@ func New() *Metrics {
 			Name: "pointsd_cycle_overruns_total",
 			Help: "Cycles that ran past their period.",
 		}),
+		CycleLateStarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pointsd_cycle_late_starts_total",
+			Help: "Cycles started after their boundary (after a small overrun, or a late leader), on the slots of that boundary.",
+		}),
+		CyclesSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pointsd_cycle_boundaries_skipped_total",
+			Help: "Period boundaries that passed without a cycle (an overrun past half a period, or no leader), counted by the next leader's cycle.",
+		}),
+		CycleSpread: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pointsd_cycle_spread_seconds",
+			Help: "The part of the period the leader spreads its rolling slots over; the rest is kept for the last buckets' work. 0 on followers.",
+		}),
 		UpdateErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pointsd_update_errors_total",
 			Help: "Failed update transactions (each retry that fails counts).",
@@ -117,7 +137,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.CycleDuration, m.CycleWork, m.LastCycleSuccess, m.ClusterMode, m.CyclePeriod, m.BucketDuration, m.RowsUpdated, m.CycleOverruns,
-		m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.StateProblems, m.HTTPDuration,
+		m.CycleLateStarts, m.CyclesSkipped, m.CycleSpread, m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.StateProblems, m.HTTPDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -21,6 +21,11 @@ func Name(i, n int) string {
 type Schedule struct {
 	Period  time.Duration
 	Buckets int
+	// Spread is the part of the period the slots are spread over, from its
+	// start: the rest is left for the last buckets' own work, so that a
+	// cycle ends before the next boundary. Zero (or more than Period) means
+	// the whole period.
+	Spread time.Duration
 }
 
 // CycleStart is the start of the cycle t falls in: t rounded down to a
@@ -41,8 +46,13 @@ func (s Schedule) NextCycle(t time.Time) time.Time {
 }
 
 // Slot is when bucket i may start in the cycle that starts at start:
-// start + i·period/buckets. Bucket i is thus rewritten one period after its
-// previous rewrite, and the buckets are spread evenly across the period.
+// start + i·spread/buckets. The buckets are spread evenly across the
+// spread, and while it stays the same, bucket i is rewritten one period
+// after its previous rewrite.
 func (s Schedule) Slot(start time.Time, i int) time.Time {
-	return start.Add(time.Duration(int64(s.Period) * int64(i) / int64(s.Buckets)))
+	spread := s.Period
+	if s.Spread > 0 && s.Spread < s.Period {
+		spread = s.Spread
+	}
+	return start.Add(time.Duration(int64(spread) * int64(i) / int64(s.Buckets)))
 }

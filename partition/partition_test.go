@@ -79,3 +79,21 @@ func TestSlotsSpreadBucketsAcrossThePeriod(t *testing.T) {
 		}
 	}
 }
+
+func TestSpreadLeavesTheEndOfThePeriodFree(t *testing.T) {
+	start := time.Date(2020, 7, 30, 17, 9, 0, 0, time.UTC)
+	s := Schedule{Period: 30 * time.Second, Buckets: 60, Spread: 27 * time.Second}
+	if got := s.Slot(start, 59).Sub(start); got != 27*time.Second*59/60 {
+		t.Errorf("last slot at +%v, want +%v", got, 27*time.Second*59/60)
+	}
+	if got := s.Slot(start, 30).Sub(start); got != 13500*time.Millisecond {
+		t.Errorf("slot 30 at +%v, want +13.5s", got)
+	}
+	// A spread of zero, or longer than the period, is the whole period.
+	for _, spread := range []time.Duration{0, time.Minute} {
+		s.Spread = spread
+		if got := s.Slot(start, 30).Sub(start); got != 15*time.Second {
+			t.Errorf("spread %v: slot 30 at +%v, want +15s", spread, got)
+		}
+	}
+}

@@ -19,7 +19,10 @@ type Schedule struct {
 	Floor int   `db:"floor"`
 	// Period is the current cycle's published period, 0 for a cycle run
 	// by hand (unpaced): its buckets have no slots.
-	Period    time.Duration `db:"period"`
+	Period time.Duration `db:"period"`
+	// Spread is the part of the period its rolling slots are spread over
+	// (see partition.Schedule); the whole period if none was published.
+	Spread    time.Duration `db:"spread"`
 	StartedAt time.Time     `db:"started_at"`
 	// NextStart is the earliest the next cycle may start, as the leader
 	// published it; nil while no leader keeps a schedule.
@@ -28,7 +31,7 @@ type Schedule struct {
 
 // scheduleColumns selects a Schedule from cycle_state s.
 const scheduleColumns = `s.cycle, s.floor, coalesce(s.period_ms, 0) * interval '1 millisecond' AS period,
-	s.started_at, s.next_start`
+	coalesce(s.spread_ms, s.period_ms, 0) * interval '1 millisecond' AS spread, s.started_at, s.next_start`
 
 // State is the cycle every replica sees: the floor queries use, and how far
 // the leader has got.
@@ -38,8 +41,11 @@ type State struct {
 	Mode         string     `db:"mode"`
 	FinishedAt   *time.Time `db:"finished_at"`
 	LastDuration *float64   `db:"last_duration"` // seconds, of the last finished cycle
-	BucketsDone  int        `db:"buckets_done"`
-	BucketsTotal int        `db:"buckets_total"`
+	// LastBucketMax is the slowest bucket transaction of the last finished
+	// rolling cycle, in seconds; nil before there was one.
+	LastBucketMax *float64 `db:"last_bucket_max"`
+	BucketsDone   int      `db:"buckets_done"`
+	BucketsTotal  int      `db:"buckets_total"`
 	// MaxBucketCycle is the latest cycle any bucket was rewritten in: never
 	// above Cycle unless the state was edited by hand.
 	MaxBucketCycle int64 `db:"max_bucket_cycle"`
@@ -50,7 +56,7 @@ type State struct {
 // ReadState returns the current cycle's state.
 func ReadState(ctx context.Context, db DBTX) (State, error) {
 	rows, err := db.Query(ctx, `
-		SELECT `+scheduleColumns+`, s.seed, s.mode, s.finished_at, s.last_duration,
+		SELECT `+scheduleColumns+`, s.seed, s.mode, s.finished_at, s.last_duration, s.last_bucket_max,
 		       (SELECT count(*) FROM buckets b WHERE b.cycle >= s.cycle)::int AS buckets_done,
 		       (SELECT count(*) FROM buckets)::int AS buckets_total,
 		       (SELECT coalesce(max(cycle), 0) FROM buckets) AS max_bucket_cycle,
@@ -93,13 +99,17 @@ type Cycle struct {
 // leader got there first: a cycle starts exactly once whatever happens to
 // leadership.
 func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
-	var period *int64
+	var period, spread *int64
 	var next *time.Time // a paced cycle's next starts a period later
 	if c.Period > 0 {
 		ms := c.Period.Milliseconds()
 		period = &ms
 		t := c.StartedAt.Add(c.Period)
 		next = &t
+		if c.Spread > 0 && c.Spread < c.Period {
+			ms := c.Spread.Milliseconds()
+			spread = &ms
+		}
 	}
 	// One statement, so the notification is sent exactly when the floor
 	// commits.
@@ -107,23 +117,30 @@ func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
 		WITH started AS (
 			UPDATE cycle_state
 			SET cycle = $1, floor = $2, seed = $3, mode = $4, period_ms = $5, started_at = $6, finished_at = NULL,
-			    next_start = $9
+			    next_start = $9, spread_ms = $10
 			WHERE cycle < $1
 			RETURNING cycle
 		)
 		SELECT pg_notify($7, $8) FROM started`,
-		c.Cycle, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets), next)
+		c.Cycle, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets), next, spread)
 	if err != nil {
 		return false, fmt.Errorf("start cycle %d: %w", c.Cycle, err)
 	}
 	return tag.RowsAffected() == 1, nil
 }
 
-// FinishCycle records that cycle ended, and how long it took.
-func FinishCycle(ctx context.Context, db DBTX, cycle int64, took time.Duration) error {
+// FinishCycle records that cycle ended, how long it took and, for a
+// rolling cycle, its slowest bucket (bucketMax; 0 for a strict cycle keeps
+// the last rolling cycle's).
+func FinishCycle(ctx context.Context, db DBTX, cycle int64, took, bucketMax time.Duration) error {
+	var slowest *float64
+	if bucketMax > 0 {
+		s := bucketMax.Seconds()
+		slowest = &s
+	}
 	_, err := db.Exec(ctx, `
-		UPDATE cycle_state SET finished_at = now(), last_duration = $2
-		WHERE cycle = $1`, cycle, took.Seconds())
+		UPDATE cycle_state SET finished_at = now(), last_duration = $2, last_bucket_max = coalesce($3, last_bucket_max)
+		WHERE cycle = $1`, cycle, took.Seconds(), slowest)
 	if err != nil {
 		return fmt.Errorf("finish cycle %d: %w", cycle, err)
 	}

@@ -46,7 +46,7 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	mode := cmp.Or(u.cfg.Mode, Mode(st.ClusterMode))
-	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, time.Now(), false, mode), false, false)
+	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, time.Now(), 0, mode), false, false)
 }
 
 // run runs cycle c (or resumes it, already started) in the configured mode
@@ -71,15 +71,25 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 	if res.Mode == Rolling {
 		attrs = append(attrs, slog.Duration("bucket_p50", res.BucketP50), slog.Duration("bucket_max", res.BucketMax))
 	}
+	// Overran: ended past the next boundary (a late start's lateness
+	// counts).
+	over := time.Since(c.StartedAt.Add(cmp.Or(c.Period, u.cfg.Period)))
 	switch {
-	case paced && res.Took > u.cfg.Period:
+	case paced && over > 0:
 		u.cfg.Metrics.CycleOverruns.Inc()
-		u.log.Warn("cycle overran its period; the next one starts at the next boundary",
-			append(attrs, slog.Duration("period", u.cfg.Period))...)
+		next := "the next one starts at once, on the boundary it passed"
+		if over > u.cfg.Period/lateStart {
+			next = "the next one starts at the next boundary"
+		}
+		u.log.Warn("cycle overran its period; "+next,
+			append(attrs, slog.Duration("period", u.cfg.Period), slog.Duration("over", over))...)
 	case res.Work > u.cfg.SlowCycle && u.cfg.SlowCycle > 0:
 		u.log.Warn("slow cycle", append(attrs, slog.Duration("slow_cycle", u.cfg.SlowCycle))...)
 	default:
 		u.log.Info("cycle done", attrs...)
+	}
+	if paced {
+		u.capacity(res, c.Spread, attrs)
 	}
 	// Told last, so that whoever waits on it finds the metrics and the
 	// log already written.
@@ -110,7 +120,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 	u.committed(res.Rows, c.Floor, pgsql.AllBuckets)
 	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
-	return res, u.finish(ctx, c, res.Took)
+	return res, u.finish(ctx, c, res)
 }
 
 // runRolling publishes c's floor, unless resuming, then hands the buckets not
@@ -139,7 +149,7 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 		return res, err
 	}
 	// A resumed cycle keeps the slots its first leader published.
-	sched := partition.Schedule{Period: cmp.Or(c.Period, u.cfg.Period), Buckets: len(buckets)}
+	sched := partition.Schedule{Period: cmp.Or(c.Period, u.cfg.Period), Buckets: len(buckets), Spread: c.Spread}
 
 	jobs := make(chan pgsql.Bucket)
 	var (
@@ -201,7 +211,7 @@ dispatch:
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	return res, u.finish(ctx, c, res.Took)
+	return res, u.finish(ctx, c, res)
 }
 
 // drawBucket rewrites one bucket in its own transaction, retried with backoff
@@ -276,8 +286,9 @@ func (u *Updater) committed(rows int64, floor, bucket int) {
 	}
 }
 
-func (u *Updater) finish(ctx context.Context, c pgsql.Cycle, took time.Duration) error {
+// finish records that c ended, with its span and slowest bucket.
+func (u *Updater) finish(ctx context.Context, c pgsql.Cycle, res Result) error {
 	fctx, cancel := detach(ctx, drainTimeout)
 	defer cancel()
-	return pgsql.FinishCycle(fctx, u.cfg.Pool, c.Cycle, took)
+	return pgsql.FinishCycle(fctx, u.cfg.Pool, c.Cycle, res.Took, res.BucketMax)
 }

@@ -2,11 +2,13 @@ package updater_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
@@ -130,14 +132,23 @@ func TestStrictCycleIsAtomic(t *testing.T) {
 	}
 }
 
-// Rolling under Run: every bucket is rewritten once per cycle at its slot,
-// so each user's consecutive updates are one period apart.
+// Rolling under Run: every bucket is rewritten once per cycle at its slot
+// (spread over the part of the period the cycle published), so each user's
+// consecutive updates are about one period apart.
 func TestRollingSpreadsBucketsAcrossThePeriod(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const period, buckets = 2 * time.Second, 4
 	slot := period / buckets
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: buckets, Users: 2_000}))
+	// Every cycle's published schedule.
+	if _, err := pool.Exec(ctx, `
+		CREATE TABLE history (cycle bigint, started_at timestamptz, spread_ms bigint);
+		CREATE FUNCTION record() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN INSERT INTO history VALUES (NEW.cycle, NEW.started_at, NEW.spread_ms); RETURN NULL; END $$;
+		CREATE TRIGGER record AFTER UPDATE OF cycle ON cycle_state FOR EACH ROW EXECUTE FUNCTION record();`); err != nil {
+		t.Fatal(err)
+	}
 	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: period})
 	stop := runInBackground(t, u)
 
@@ -175,13 +186,37 @@ func TestRollingSpreadsBucketsAcrossThePeriod(t *testing.T) {
 	})
 	stop()
 
+	type published struct {
+		Cycle     int64
+		StartedAt time.Time
+		SpreadMS  int64
+	}
+	rows, err := pool.Query(ctx, `SELECT cycle, started_at, spread_ms FROM history ORDER BY cycle`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cycles, err := pgx.CollectRows(rows, pgx.RowToStructByPos[published])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cycles {
+		if spread := time.Duration(c.SpreadMS) * time.Millisecond; spread < period*3/4 || spread >= period {
+			t.Errorf("cycle %d published a spread of %v, want at least three quarters of the %v period and less than all", c.Cycle, spread, period)
+		}
+	}
 	for id, s := range seen {
 		for i, at := range s.stamps[1:] {
 			// The bucket's slot in its cycle: no earlier, and within a slot.
-			start := partition.Schedule{Period: period, Buckets: buckets}.CycleStart(at)
-			if off := at.Sub(start); off < time.Duration(s.bucket)*slot || off >= time.Duration(s.bucket+1)*slot {
-				t.Errorf("user %d (bucket %d) updated %v into its cycle, want within slot [%v, %v)",
-					id, s.bucket, off, time.Duration(s.bucket)*slot, time.Duration(s.bucket+1)*slot)
+			k, _ := slices.BinarySearchFunc(cycles, at, func(c published, at time.Time) int { return c.StartedAt.Compare(at) })
+			if k == 0 {
+				t.Fatalf("user %d updated at %v, before any cycle started", id, at)
+			}
+			c := cycles[k-1]
+			sched := partition.Schedule{Period: period, Buckets: buckets, Spread: time.Duration(c.SpreadMS) * time.Millisecond}
+			from := sched.Slot(c.StartedAt, s.bucket)
+			if off := at.Sub(from); off < 0 || off >= sched.Spread/buckets {
+				t.Errorf("user %d (bucket %d) updated %v after its slot in cycle %d, want within [0, %v)",
+					id, s.bucket, off, c.Cycle, sched.Spread/buckets)
 			}
 			if i > 0 {
 				if gap := at.Sub(s.stamps[i]); gap < period-slot || gap > period+slot {

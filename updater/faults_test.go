@@ -2,7 +2,9 @@ package updater_test
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -163,8 +165,9 @@ func TestShutdownMidCycleThenResume(t *testing.T) {
 	}
 }
 
-// A cycle longer than its period is finished, counted, and the next one
-// starts on the next boundary: cycles never overlap.
+// A cycle that overruns its period by more than half of it is finished,
+// counted, and the next one starts on the next boundary: cycles never
+// overlap, and the boundary passed is counted as skipped.
 func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -172,7 +175,7 @@ func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 1_000}))
 	if _, err := pool.Exec(ctx, `
 		CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN PERFORM pg_sleep(0.7); RETURN NULL; END $$;
+		BEGIN PERFORM pg_sleep(0.9); RETURN NULL; END $$;
 		CREATE TRIGGER slow AFTER UPDATE ON users FOR EACH STATEMENT EXECUTE FUNCTION slow();
 		-- Every change of the state, when it was made: the cycles' history.
 		CREATE TABLE history (cycle bigint, finished boolean, started_at timestamptz, at timestamptz);
@@ -190,10 +193,13 @@ func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 	if got := testutil.ToFloat64(m.CycleOverruns); got < 2 {
 		t.Errorf("pointsd_cycle_overruns_total = %v after two overruns", got)
 	}
+	if got := testutil.ToFloat64(m.CyclesSkipped); got < 1 {
+		t.Errorf("pointsd_cycle_boundaries_skipped_total = %v after two overruns past half a period", got)
+	}
 
 	// No cycle started before the one before it finished, nor late: after
-	// an overrun the next waits for the next boundary, rather than starting
-	// at once on the one just passed (cycles back to back).
+	// an overrun past half a period the next waits for the next boundary,
+	// rather than starting at once on the one just passed.
 	var overlaps, late, cycles int
 	if err := pool.QueryRow(ctx, `
 		WITH starts AS (SELECT cycle, min(at) AS at, min(started_at) AS boundary FROM history WHERE NOT finished GROUP BY cycle),
@@ -215,5 +221,75 @@ func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 	}
 	if st.LastDuration == nil || *st.LastDuration < period.Seconds() {
 		t.Errorf("last duration %v, want over the %v period", st.LastDuration, period)
+	}
+}
+
+// A rolling cycle that overruns its period by a little costs no period:
+// the next cycle starts as soon as it ends, on the boundary it passed, and
+// is counted as late; no boundary is skipped. The slowest bucket is
+// learned, so later cycles leave it more room.
+func TestSmallOverrunStartsTheNextCycleAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const period = time.Second
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 1_000}))
+	// The last bucket takes three quarters of the period: it ends past the
+	// boundary however its slot is placed.
+	if _, err := pool.Exec(ctx, `
+		CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_sleep(0.75); RETURN NULL; END $$;
+		CREATE TRIGGER slow AFTER UPDATE ON users_p1 FOR EACH STATEMENT EXECUTE FUNCTION slow();
+		CREATE TABLE history (cycle bigint, finished boolean, started_at timestamptz, spread_ms bigint, at timestamptz);
+		CREATE FUNCTION record() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN INSERT INTO history VALUES (NEW.cycle, NEW.finished_at IS NOT NULL, NEW.started_at, NEW.spread_ms, clock_timestamp());
+		RETURN NULL; END $$;
+		CREATE TRIGGER record AFTER UPDATE ON cycle_state FOR EACH ROW EXECUTE FUNCTION record();`); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: period,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	stop := runInBackground(t, u)
+	waitEvents(t, u, 15*time.Second, "four cycles", 4, func(e updater.Event) bool {
+		return e.Kind == updater.EventCycleFinished
+	})
+	stop()
+	// The operator is told why, and what to do.
+	if !strings.Contains(logs.String(), "rolling buckets are too large for the period") ||
+		!strings.Contains(logs.String(), "more partitions") {
+		t.Errorf("no warning that the buckets are too large, naming the remedy; log:\n%s", logs.String())
+	}
+	if got := testutil.ToFloat64(m.CycleOverruns); got < 2 {
+		t.Errorf("pointsd_cycle_overruns_total = %v, want every cycle counted", got)
+	}
+	if got := testutil.ToFloat64(m.CycleLateStarts); got < 2 {
+		t.Errorf("pointsd_cycle_late_starts_total = %v, want the cycles after overruns counted", got)
+	}
+	if got := testutil.ToFloat64(m.CyclesSkipped); got != 0 {
+		t.Errorf("pointsd_cycle_boundaries_skipped_total = %v, want 0", got)
+	}
+	// Every cycle after the first started on the boundary after its
+	// predecessor's, and only once that one had finished.
+	var overlaps, gaps, cycles int
+	var spreads []int64
+	if err := pool.QueryRow(ctx, `
+		WITH starts AS (SELECT cycle, min(at) AS at, min(started_at) AS boundary, min(spread_ms) AS spread
+		                FROM history WHERE NOT finished GROUP BY cycle),
+		     finishes AS (SELECT cycle, min(at) AS at FROM history WHERE finished GROUP BY cycle)
+		SELECT count(*) FILTER (WHERE f.at IS NULL OR s.at < f.at),
+		       count(*) FILTER (WHERE s.boundary - p.boundary <> interval '1 second'),
+		       count(*), array_agg(s.spread ORDER BY s.cycle)
+		FROM starts s JOIN starts p ON p.cycle = s.cycle - 1 LEFT JOIN finishes f ON f.cycle = s.cycle - 1
+		WHERE p.cycle > 0 -- the seeded state's row changes when next_start is published`).
+		Scan(&overlaps, &gaps, &cycles, &spreads); err != nil {
+		t.Fatal(err)
+	}
+	if cycles < 2 || overlaps != 0 || gaps != 0 {
+		t.Errorf("of %d cycles, %d started before the previous one finished and %d not on the next boundary", cycles, overlaps, gaps)
+	}
+	// The first cycle keeps a tenth of the period; once its 0.75 s bucket
+	// is known, the most a reserve may be: a quarter.
+	if len(spreads) < 2 || spreads[len(spreads)-1] != 750 {
+		t.Errorf("spreads %v ms, want the last at 750 (the period less the largest reserve)", spreads)
 	}
 }

@@ -59,7 +59,6 @@ func (u *Updater) lead(ctx context.Context) error {
 // leadState is what a leader remembers from one step to the next.
 type leadState struct {
 	failedCycle int64 // a cycle it failed, not resumed again
-	started     int64 // the last cycle it started itself (a strict one may have rolled back)
 }
 
 // step resumes the unfinished cycle, or waits for the next boundary and
@@ -83,7 +82,6 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 			slog.Time("started_at", st.StartedAt), slog.Time("next_start", published), slog.Int64("cycle", st.Cycle))
 	}
 	if st.Cycle > 0 && st.FinishedAt == nil && st.Cycle != ls.failedCycle {
-		ls.started = 0 // a cut cycle, not one that overran by itself
 		u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
 		c := cycleOf(st)
 		// On the schedule it was published with, unless that schedule
@@ -103,13 +101,13 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 			next = next.Add(u.cfg.Period)
 		}
 		// A kept schedule whose cycle is due in this period but was not
-		// started (the leader changed, or came back and finished a cut
-		// cycle, just after the boundary) is continued late rather than
-		// skipped. Not after this leader's own cycle overran: the next
-		// then waits for the next boundary, and cycles never run back to
-		// back.
-		ranLast := st.Cycle == ls.started // and it happened: not rolled back
-		if cur := sched.CycleStart(now); !ranLast && !published.After(cur) && now.Sub(cur) <= u.cfg.Period/lateStart {
+		// started (the last cycle overran the boundary by a little; the
+		// leader changed, or came back and finished a cut cycle, just
+		// after it) is started at once, late, on that boundary's slots:
+		// its first buckets, whose slots are past, go back to back until
+		// it is on time. Later than period/lateStart, the boundary is
+		// skipped: a cycle that late would overrun too.
+		if cur := sched.CycleStart(now); !published.After(cur) && now.Sub(cur) <= u.cfg.Period/lateStart {
 			next = cur
 		}
 	}
@@ -135,11 +133,34 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 		return 0, "", err
 	}
 	u.observeMode(mode)
-	c := u.newCycle(number, next, true, Mode(mode))
-	ls.started = c.Cycle
+	spread := u.spread(lastBucketMax(st))
+	c := u.newCycle(number, next, spread, Mode(mode))
+	u.countLateness(st, c)
 	_, err = u.run(ctx, c, false, true)
 	return c.Cycle, Mode(mode), err
 }
+
+// countLateness counts a cycle c that starts after its boundary, and the
+// boundaries skipped since the last cycle st ran on the same period.
+func (u *Updater) countLateness(st pgsql.State, c pgsql.Cycle) {
+	u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
+	if late := time.Since(c.StartedAt); late > lateTolerance {
+		u.cfg.Metrics.CycleLateStarts.Inc()
+		u.log.Info("cycle starting late, on the boundary it is due for", slog.Int64("cycle", c.Cycle),
+			slog.Time("boundary", c.StartedAt), slog.Duration("late", late))
+	}
+	if st.Cycle > 0 && st.Period == c.Period && !st.StartedAt.After(c.StartedAt) {
+		if skipped := int64(c.StartedAt.Sub(st.StartedAt)/c.Period) - 1; skipped > 0 {
+			u.cfg.Metrics.CyclesSkipped.Add(float64(skipped))
+			u.log.Warn("period boundaries passed without a cycle", slog.Int64("skipped", skipped),
+				slog.Time("last_cycle_started", st.StartedAt), slog.Time("this_cycle", c.StartedAt))
+		}
+	}
+}
+
+// lateTolerance is how long after its boundary a cycle may start and still
+// be on time: timers and the state's read take a few milliseconds.
+const lateTolerance = 50 * time.Millisecond
 
 // publishedNext is the earliest the next cycle may start by the published
 // schedule, zero if there is none.

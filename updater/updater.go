@@ -209,20 +209,21 @@ func (u *Updater) Run(ctx context.Context) {
 const maxFailedCycles = 3
 
 // lateStart is how late in its period a cycle may still start: a leader
-// that took over (or came back) just after a boundary starts that period's
-// cycle at once, rather than leaving a whole period without one.
+// that took over (or came back) just after a boundary, or whose last cycle
+// overran it by a little, starts that period's cycle at once, on the
+// boundary's slots, rather than leaving a whole period without one.
 const lateStart = 2 // a cycle may start up to period/lateStart late
 
 // newCycle draws the floor and seed of cycle number n. A paced cycle
-// publishes the period it is paced on.
-func (u *Updater) newCycle(n int64, start time.Time, paced bool, mode Mode) pgsql.Cycle {
+// publishes the period it is paced on, and the spread of its slots.
+func (u *Updater) newCycle(n int64, start time.Time, spread time.Duration, mode Mode) pgsql.Cycle {
 	c := pgsql.Cycle{
 		Schedule: pgsql.Schedule{Cycle: n, Floor: u.cfg.Rand.IntN(101), StartedAt: start}, // a floor in 0..100 inclusive
 		Seed:     int64(u.cfg.Rand.Uint64()),                                              //nolint:gosec // G115: 64 random bits, reinterpreted
 		Mode:     string(mode),
 	}
-	if paced {
-		c.Period = u.cfg.Period
+	if spread > 0 {
+		c.Period, c.Spread = u.cfg.Period, spread
 	}
 	return c
 }
