@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: build run test lint bench chaos fmt-check vet db-stop clean
+.PHONY: build run test lint bench bench-scale chaos fmt-check vet db-stop clean
 
 # A static (no cgo), -trimpath binary.
 build:
@@ -44,15 +44,24 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# Measures pointsd against the classic approach on a cluster of its own
-# (never DATABASE_URL's: it drops its database) and rewrites docs/BENCHMARKS.md.
-bench: build
+# Measures the cost curve (make bench-scale), then pointsd against the
+# classic approach, on clusters of its own (never DATABASE_URL's: it drops
+# its databases), and rewrites docs/BENCHMARKS-SCALE.md and
+# docs/BENCHMARKS.md; about 15 minutes.
+bench: bench-scale
+	env -u DATABASE_URL bin/devrun -dir .data/bench -db pointsd_bench -- \
+		bin/bench -pointsd $(BIN) -static bin/staticserve -out docs
+
+# The cost curve: 1M, 3M and 10M users under several PostgreSQL settings,
+# and a paced 10M run under load, on a cluster of its own (./.data/scale);
+# rewrites docs/BENCHMARKS-SCALE.md. About 7 minutes; needs ~6 GB of disk.
+bench-scale: build
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
 	$(GO) build -o bin/bench ./internal/cmd/bench
 	$(GO) build -o bin/staticserve ./internal/cmd/staticserve
-	env -u DATABASE_URL bin/devrun -dir .data/bench -db pointsd_bench -- \
-		bin/bench -pointsd $(BIN) -static bin/staticserve -out docs
+	env -u DATABASE_URL bin/bench -pointsd $(BIN) -static bin/staticserve -out docs \
+		-scale 1000000,3000000,10000000
 
 # Runs the fault matrix against pointsd on a cluster of its own (never
 # DATABASE_URL's) and rewrites docs/RELIABILITY.md; about 8 minutes.

@@ -26,6 +26,7 @@ Commands:
   cycle     run one update cycle now and exit
   serve     migrate, serve HTTP and, when leader, run the updater
   mode      print the cluster's update mode, or set it: pointsd mode strict|rolling
+  size      print the partitions, workers and settings N users need
   version   print the version, commit and Go version (also -version)
 
 The database is DATABASE_URL (a libpq URL or key=value string).
@@ -57,13 +58,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "mode":
 		return runMode(ctx, rest, getenv, stdout, stderr)
+	case "size":
+		return runSize(rest, getenv, stdout)
 	case "version", "-version", "--version":
 		return runVersion(rest, getenv, stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return usageError{fmt.Sprintf("pointsd: unknown command %q (want migrate, seed, cycle, serve, mode or version)", cmd)}
+	return usageError{fmt.Sprintf("pointsd: unknown command %q (want migrate, seed, cycle, serve, mode, size or version)", cmd)}
 }
 
 // exitCode prints err as one line and maps it to the exit status: 0, 2 for

@@ -43,6 +43,8 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"migrate", "-nope"}, env, "flag provided but not defined: -nope"},
 		{[]string{"seed", "-users", "-5"}, env, "-users must be between 1 and 1000000000"},
 		{[]string{"seed", "-users", "10000000000"}, env, "-users must be between 1 and 1000000000"},
+		{[]string{"size"}, env, "pointsd size: -users must be at least 1"},
+		{[]string{"size", "-users", "5", "-period", "1ms"}, env, "-period must be at least 100ms"},
 		{[]string{"seed", "extra"}, env, `unexpected argument "extra"`},
 		{[]string{"seed"}, map[string]string{"POINTSD_USERS": "many"}, "POINTSD_USERS (flag -users)"},
 		{[]string{"seed"}, map[string]string{}, "DATABASE_URL is not set"},

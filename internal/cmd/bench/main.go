@@ -12,6 +12,7 @@ import (
 	"log"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,6 +27,8 @@ type config struct {
 	period          time.Duration
 	rate            int
 	dbURL           string
+	scale           []int64       // the scale benchmark's sizes
+	scalePeriod     time.Duration // its paced run's period
 }
 
 func main() {
@@ -38,12 +41,28 @@ func main() {
 	flag.DurationVar(&c.period, "period", 20*time.Second, "period of the load-spread runs (two are measured per mode)")
 	flag.IntVar(&c.rate, "rate", 2000, "open-loop GET / requests per second in the load-spread runs")
 	only := flag.String("only", "", "run only this step (seed, updates, spread, throughput) and print, not write, the results")
+	scale := flag.String("scale", "", "run the scale benchmark instead, at these numbers of users (comma-separated), on a server of its own")
+	scaleDir := flag.String("scale-dir", ".data/scale", "the scale benchmark's PostgreSQL cluster")
+	flag.DurationVar(&c.scalePeriod, "scale-period", 30*time.Second, "period of the scale benchmark's paced run at its largest size")
 	flag.Parse()
+	log.SetFlags(log.Ltime)
+	if *scale != "" {
+		for _, f := range strings.Split(*scale, ",") {
+			n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
+			if err != nil || n < 1000 {
+				log.Fatalf("bench: -scale: %q is not a number of users (at least 1000)", f)
+			}
+			c.scale = append(c.scale, n)
+		}
+		if err := benchScale(context.Background(), c, *scaleDir); err != nil {
+			log.Fatal("bench: scale: ", err)
+		}
+		return
+	}
 	c.dbURL = os.Getenv("DATABASE_URL")
 	if c.dbURL == "" {
 		log.Fatal("bench: DATABASE_URL is not set (make bench sets it)")
 	}
-	log.SetFlags(log.Ltime)
 	ctx := context.Background()
 	start := time.Now()
 	r := &report{started: start, cfg: c}

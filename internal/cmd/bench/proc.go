@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"io"
 	"context"
 	"fmt"
 	"net"
@@ -32,23 +34,27 @@ func startServer(ctx context.Context, c config, bin string, args []string, path 
 	}
 	cmd := exec.CommandContext(ctx, bin, append(args, "-addr", addr)...) //nolint:gosec // bin is our own build of pointsd or staticserve
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+c.dbURL)
-	cmd.Stderr = nil
+	var stderr bytes.Buffer // kept to say why a server did not start
+	cmd.Stderr = &tail{&stderr}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
 	p := &proc{cmd: cmd, addr: addr}
 	deadline := time.Now().Add(30 * time.Second)
+	var last string // the last answer, to say why it is not ready
 	for {
 		resp, err := httpGet(ctx, p.url(path))
 		if err == nil {
-			_ = resp.Body.Close() // only the status matters
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			_ = resp.Body.Close() // read-only: nothing to lose
 			if resp.StatusCode == 200 {
 				return p, nil
 			}
+			last = resp.Status + " " + string(b)
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("%s did not answer %s within 30s", bin, path)
+			return nil, fmt.Errorf("%s did not answer %s within 30s (last: %s); its last log lines:\n%s", bin, path, last, lastLines(stderr.String(), 5))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -84,4 +90,20 @@ func (p *proc) peakRSS() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+}
+
+// tail keeps what a server writes to its log, up to 64 KiB: beyond that
+// only the start survives, enough to tell why it did not come up.
+type tail struct{ b *bytes.Buffer }
+
+func (t *tail) Write(p []byte) (int, error) {
+	if t.b.Len() < 64<<10 {
+		t.b.Write(p)
+	}
+	return len(p), nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }

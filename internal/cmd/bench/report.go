@@ -132,7 +132,10 @@ func (r *report) write(ctx context.Context, c config) error {
 	p("| plain `INSERT … SELECT generate_series` into an unpartitioned table | %s |\n", r.seedPlain.Round(time.Millisecond))
 	p("| `pointsd seed` (60 partitions, 2 connections) | %s (%.2f×) |\n", r.seedPointsd.Round(time.Millisecond), r.seedPointsd.Seconds()/r.seedPlain.Seconds())
 	p("\n## 5. Memory\n\npointsd's peak resident memory (VmHWM) after the throughput run: %s.\n", mb(r.peakRSS))
-	p("\n## Reproduce\n\n```sh\nmake bench\n```\n\nIt starts its own PostgreSQL under `./.data/bench`, installs `wrk` when missing (Debian), and rewrites this file and its plots.\n")
+	if paced := scaleSection(c.out); paced != "" {
+		p("\n## 6. At scale\n\nFrom [BENCHMARKS-SCALE.md](BENCHMARKS-SCALE.md), written by the same `make bench` just before (the cost curve from 1M to 10M users, and the settings, are there):\n\n%s", paced)
+	}
+	p("\n## Reproduce\n\n```sh\nmake bench\n```\n\nIt runs `make bench-scale` first (BENCHMARKS-SCALE.md), then starts its own PostgreSQL under `./.data/bench`, installs `wrk` when missing (Debian), and rewrites this file and its plots.\n")
 	return os.WriteFile(filepath.Join(c.out, "BENCHMARKS.md"), []byte(b.String()), 0o644) //nolint:gosec // G306: a document of the repository, for everyone to read
 }
 
@@ -203,4 +206,20 @@ func maxF(v []float64) float64 {
 		m = max(m, x)
 	}
 	return m
+}
+
+// scaleSection is the paced run's section of dir/BENCHMARKS-SCALE.md, its
+// heading one level down; "" if there is none.
+func scaleSection(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "BENCHMARKS-SCALE.md")) //nolint:gosec // the scale benchmark's report, beside this one
+	if err != nil {
+		return ""
+	}
+	for _, section := range strings.Split(string(b), "\n## ")[1:] {
+		heading, _, _ := strings.Cut(section, "\n")
+		if strings.Contains(heading, "`serve -period") {
+			return "### " + section + "\n"
+		}
+	}
+	return ""
 }
