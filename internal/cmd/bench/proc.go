@@ -2,9 +2,9 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
