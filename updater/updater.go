@@ -137,6 +137,9 @@ func (u *Updater) setLeader(leader bool) {
 	u.state.Leader = leader
 	u.mu.Unlock()
 	u.cfg.Metrics.Leader.Set(map[bool]float64{true: 1}[leader])
+	if !leader {
+		u.cfg.Metrics.CycleSpread.Set(0) // a follower paces nothing
+	}
 	u.emit(Event{Kind: map[bool]EventKind{true: EventLeading, false: EventFollowing}[leader]})
 }
 
