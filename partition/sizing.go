@@ -16,9 +16,9 @@ type Costs struct {
 
 // MeasuredCosts are this project's benchmark machine's (make bench-scale
 // on a 2-core Xeon, PostgreSQL 15 with make run's settings, 10M users:
-// rolling work 17.5 s, 1.49 GB of WAL with a checkpoint, a 1.57 GiB
+// rolling work 16.8 s, 1.36 GiB of WAL with a checkpoint, a 1.54 GiB
 // table): a starting point for sizing; measure yours with pointsd cycle.
-var MeasuredCosts = Costs{Work: 1750 * time.Nanosecond, WAL: 156, Bytes: 165}
+var MeasuredCosts = Costs{Work: 1680 * time.Nanosecond, WAL: 146, Bytes: 165}
 
 // Sizing rules.
 const (
