@@ -1,0 +1,110 @@
+package citustest_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pointsd/pointsd/internal/citustest"
+	"github.com/pointsd/pointsd/sql"
+)
+
+func TestMain(m *testing.M) { citustest.Main(m) }
+
+// Migrate on a Citus coordinator distributes users (and every partition,
+// colocated) by id over the workers, distributes pointsd_draw, and keeps
+// the state on the coordinator, where the leader lock and notifications
+// live.
+func TestMigrateDistributesUsers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := citustest.Pool(t, citustest.NewDB(t, citustest.Options{Partitions: 4}))
+
+	var tables, colocations, shards, workersWithShards int
+	var drawDistributed, stateLocal bool
+	err := pool.QueryRow(ctx, `
+		SELECT count(*), count(DISTINCT colocationid),
+		       (SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'users_p0'::regclass),
+		       (SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'users_p0'::regclass),
+		       EXISTS (SELECT FROM pg_dist_object WHERE objid = 'pointsd_draw(bigint,bigint)'::regprocedure),
+		       NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid IN ('buckets'::regclass, 'cycle_state'::regclass))
+		FROM pg_dist_partition WHERE logicalrelid::text LIKE 'users%' AND partmethod = 'h'`).
+		Scan(&tables, &colocations, &shards, &workersWithShards, &drawDistributed, &stateLocal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tables != 5 || colocations != 1 {
+		t.Errorf("%d users tables hash-distributed in %d colocation groups, want users and its 4 partitions in 1", tables, colocations)
+	}
+	if shards != pgsql.CitusShards || workersWithShards != citustest.Workers {
+		t.Errorf("a partition has %d shards on %d workers, want %d on %d", shards, workersWithShards, pgsql.CitusShards, citustest.Workers)
+	}
+	if !drawDistributed {
+		t.Error("pointsd_draw is not a distributed function: the workers could not run the draws")
+	}
+	if !stateLocal {
+		t.Error("buckets or cycle_state is distributed; they belong on the coordinator")
+	}
+
+	// Again: nothing to do, no error.
+	if err := pgsql.Migrate(ctx, pool, 0, nil); err != nil {
+		t.Fatalf("second migrate: %v", err)
+	}
+}
+
+// Two replicas migrating a fresh Citus database at once both succeed, and
+// the schema is distributed once.
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := citustest.NewDB(t, citustest.Options{NoMigrate: true})
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range errs {
+		pool := citustest.Pool(t, url)
+		wg.Go(func() { errs[i] = pgsql.Migrate(ctx, pool, 4, nil) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("replica %d: %v", i, err)
+		}
+	}
+	pool := citustest.Pool(t, url)
+	c, err := pgsql.CitusInfo(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Distributed || c.Workers != citustest.Workers {
+		t.Errorf("after two migrates: %+v, want users distributed over %d workers", c, citustest.Workers)
+	}
+	var shards int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'users'::regclass`).Scan(&shards); err != nil {
+		t.Fatal(err)
+	}
+	if shards != pgsql.CitusShards {
+		t.Errorf("users has %d shards, want %d", shards, pgsql.CitusShards)
+	}
+}
+
+// A coordinator with the extension and no worker is refused with one line
+// that says what to do, before anything is created.
+func TestMigrateRefusesHalfSetUpCitus(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := citustest.Pool(t, citustest.NewDB(t, citustest.Options{NoMigrate: true, NoWorkers: true}))
+	err := pgsql.Migrate(ctx, pool, 4, nil)
+	if !errors.Is(err, pgsql.ErrCitusHalfSetUp) || !strings.Contains(err.Error(), "citus_add_node") ||
+		strings.Contains(err.Error(), "\n") {
+		t.Fatalf("migrate: %v, want one line naming citus_add_node", err)
+	}
+	var users bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('users') IS NOT NULL`).Scan(&users); err != nil {
+		t.Fatal(err)
+	}
+	if users {
+		t.Error("the refused migrate created users")
+	}
+}
