@@ -99,7 +99,7 @@ func TestWorkerCrashMidCycle(t *testing.T) {
 		return e.Kind == updater.EventBucket && e.Bucket >= 1
 	})
 
-	restart := citustest.Crash(t, 2)
+	restart := citustest.CrashWorker(t, 2)
 	problems, err := pgsql.CheckState(ctx, pool)
 	if err != nil {
 		t.Fatal(err)

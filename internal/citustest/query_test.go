@@ -51,9 +51,9 @@ func TestGetOnCitus(t *testing.T) {
 		srv := httptest.NewServer(api)
 		for i := range 3 {
 			var body getBody
-			resp := get(t, srv.URL+"/", &body)
-			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
-				t.Fatalf("GET / (cache %v): %d %s", !noCache, resp.StatusCode, resp.Header.Get("Content-Type"))
+			code, h := get(t, srv.URL+"/", &body)
+			if code != http.StatusOK || h.Get("Content-Type") != "application/json" {
+				t.Fatalf("GET / (cache %v): %d %s", !noCache, code, h.Get("Content-Type"))
 			}
 			if (i == 0) != (body.Timestamp == nil) {
 				t.Errorf("GET / #%d (cache %v): timestamp %v", i+1, !noCache, body.Timestamp)
@@ -72,8 +72,8 @@ func TestGetOnCitus(t *testing.T) {
 			}
 		}
 		for _, path := range []string{"/readyz", "/status"} {
-			if resp := get(t, srv.URL+path, nil); resp.StatusCode != http.StatusOK {
-				t.Errorf("GET %s: %d", path, resp.StatusCode)
+			if code, _ := get(t, srv.URL+path, nil); code != http.StatusOK {
+				t.Errorf("GET %s: %d", path, code)
 			}
 		}
 		if !noCache {
@@ -186,8 +186,9 @@ func partitionOf(t *testing.T, db pgsql.DBTX, i int) string {
 	return bs[i].Partition.Sanitize()
 }
 
-// get fetches url, decoding its JSON body into v when v is not nil.
-func get(t *testing.T, url string, v any) *http.Response {
+// get fetches url, decoding its JSON body into v when v is not nil, and
+// returns its status and headers.
+func get(t *testing.T, url string, v any) (int, http.Header) {
 	t.Helper()
 	resp, err := http.Get(url) //nolint:gosec,noctx // a test server's URL
 	if err != nil {
@@ -199,5 +200,5 @@ func get(t *testing.T, url string, v any) *http.Response {
 			t.Fatal(err)
 		}
 	}
-	return resp
+	return resp.StatusCode, resp.Header
 }
