@@ -33,7 +33,11 @@ type beginner interface {
 // queryCitus is QueryAnswer on Citus, where users (distributed) cannot be
 // joined with cycle_state and buckets (on the coordinator) in one
 // statement. It reads them in one REPEATABLE READ transaction: the
-// coordinator's tables in one snapshot, then users on the workers.
+// coordinator's tables in one snapshot, then the users of one bucket after
+// another (each a partition, whose shards are on the workers) until two
+// are found: with uniform points the first bucket nearly always has them,
+// and one partition is a few shards where users as a whole is every
+// partition's shards, each a task for the coordinator to send.
 //
 // Citus has no distributed snapshot: a bucket's (or a strict cycle's)
 // two-phase commit commits on the coordinator first, then on each worker,
@@ -41,7 +45,7 @@ type beginner interface {
 // seeds with a worker's old points, or the reverse (and for longer when a
 // worker died between the two: until Citus recovers the prepared
 // transaction, see docs/CITUS.md). Points are a pure function of the seed
-// the user's bucket records, so the workers are sent every bucket's cycle
+// the user's bucket records, so the workers are sent the bucket's cycle
 // and seed as the snapshot has them and only answer users whose points
 // are that draw: a user caught on the other side of a commit is passed
 // over like one below the floor. An answer therefore never pairs a user's
@@ -66,19 +70,15 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT `+scheduleColumns+`,
 		       (SELECT count(*) FROM buckets)::int AS buckets,
-		       coalesce((SELECT min(bucket) FROM buckets WHERE cycle < s.cycle), -1) AS first_pending,
-		       (SELECT array_agg(cycle ORDER BY bucket) FROM buckets) AS cycles,
-		       (SELECT array_agg(seed ORDER BY bucket) FROM buckets) AS seeds
+		       coalesce((SELECT min(bucket) FROM buckets WHERE cycle < s.cycle), -1) AS first_pending
 		FROM cycle_state s`)
 	if err != nil {
 		return Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	type state struct {
 		Schedule
-		Buckets      int     `db:"buckets"`
-		FirstPending int     `db:"first_pending"`
-		Cycles       []int64 `db:"cycles"`
-		Seeds        []int64 `db:"seeds"`
+		Buckets      int `db:"buckets"`
+		FirstPending int `db:"first_pending"`
 	}
 	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[state])
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -88,40 +88,46 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 		return Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	a := Answer{Schedule: st.Schedule, Users: []User{}, Buckets: st.Buckets, FirstPending: st.FirstPending}
-	if a.Floor >= 100 || len(st.Cycles) == 0 {
+	if a.Floor >= 100 {
 		return a, nil // nothing is above 100: no need to ask the workers
 	}
-	// Each worker stops at its second match; the coordinator keeps two.
 	rows, err = tx.Query(ctx, `
-		SELECT id, points, bucket FROM (
-			SELECT id, points, `+bucketOfID+` AS bucket FROM users WHERE points > $1
-		) u
-		WHERE points = CASE WHEN ($3::bigint[])[bucket + 1] = 0 THEN 0 ELSE pointsd_draw(id, ($4::bigint[])[bucket + 1]) END
-		LIMIT 2`, a.Floor, len(st.Cycles), st.Cycles, st.Seeds)
+		SELECT b.bucket, n.nspname, c.relname, b.cycle, b.seed
+		FROM buckets b
+		JOIN pg_inherits i ON i.inhrelid = b.partition AND i.inhparent = 'users'::regclass
+		JOIN pg_class c ON c.oid = i.inhrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		ORDER BY b.bucket`)
 	if err != nil {
 		return Answer{}, fmt.Errorf("query users: %w", err)
 	}
-	a.Users, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) {
-		var u User
-		err := r.Scan(&u.ID, &u.Points, &u.Bucket)
-		if err == nil {
-			u.BucketCycle = st.Cycles[u.Bucket]
-		}
-		return u, err
-	})
+	type bucket struct {
+		Index         int
+		Schema, Table string
+		Cycle, Seed   int64
+	}
+	buckets, err := pgx.CollectRows(rows, pgx.RowToStructByPos[bucket])
 	if err != nil {
 		return Answer{}, fmt.Errorf("query users: %w", err)
+	}
+	for _, b := range buckets {
+		rows, err := tx.Query(ctx, `
+			SELECT id, points FROM `+pgx.Identifier{b.Schema, b.Table}.Sanitize()+`
+			WHERE points > $1 AND points = CASE WHEN $2::bigint = 0 THEN 0 ELSE pointsd_draw(id, $3) END
+			LIMIT $4`, a.Floor, b.Cycle, b.Seed, 2-len(a.Users))
+		if err != nil {
+			return Answer{}, fmt.Errorf("query users: %w", err)
+		}
+		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) {
+			u := User{Bucket: b.Index, BucketCycle: b.Cycle}
+			return u, r.Scan(&u.ID, &u.Points)
+		})
+		if err != nil {
+			return Answer{}, fmt.Errorf("query users: %w", err)
+		}
+		if a.Users = append(a.Users, found...); len(a.Users) == 2 {
+			break
+		}
 	}
 	return a, nil
 }
-
-// bucketOfID is the bucket (the users partition) of user id among $2
-// buckets: PostgreSQL's hash partitioning, spelled out so that the
-// workers can compute it. Bucket i is the partition with remainder i (see
-// createUsers), and PostgreSQL routes a bigint key to the remainder of
-// hash_combine64(0, hashint8extended(id, HASH_PARTITION_SEED)), as an
-// unsigned 64-bit number, by the modulus; hash_combine64(0, h) is h +
-// 0x49a0f4dd15e5a8e3, wrapping. The Citus tests check each answered
-// user's bucket against the partition that holds it.
-const bucketOfID = `(((hashint8extended(id, 8816678312871386365)::numeric + 5305509591434766563 + 18446744073709551616)
-	% 18446744073709551616) % $2)::int`

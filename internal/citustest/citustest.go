@@ -123,7 +123,11 @@ func NewDB(t testing.TB, opts Options) string {
 	// once fails now and then (a connection "marked as essential").
 	setupMu.Lock()
 	defer setupMu.Unlock()
-	u, err := cluster.CreateDB(ctx, name, !opts.NoWorkers)
+	workers := Workers
+	if opts.NoWorkers {
+		workers = 0
+	}
+	u, err := cluster.CreateDB(ctx, name, workers)
 	t.Cleanup(func() {
 		if err := cluster.DropDB(ctx, name); err != nil {
 			t.Error(err)

@@ -159,13 +159,13 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// CreateDB creates database name on the coordinator and the workers (the
-// coordinator only when !withWorkers), with the citus extension in each,
-// and registers the coordinator and the workers in it. It returns the
-// coordinator's URL for it.
-func (c *Cluster) CreateDB(ctx context.Context, name string, withWorkers bool) (string, error) {
+// CreateDB creates database name on every node (on the coordinator only
+// when workers is 0), with the citus extension in each, and registers the
+// coordinator and the first workers workers in it; the others can join
+// later (AddNodeSQL). It returns the coordinator's URL for it.
+func (c *Cluster) CreateDB(ctx context.Context, name string, workers int) (string, error) {
 	nodes := c.Nodes()
-	if !withWorkers {
+	if workers == 0 {
 		nodes = nodes[:1]
 	}
 	var g errgroup.Group
@@ -181,11 +181,11 @@ func (c *Cluster) CreateDB(ctx context.Context, name string, withWorkers bool) (
 		return "", err
 	}
 	u := DBURL(c.Coordinator.URL, name)
-	if !withWorkers {
+	if workers == 0 {
 		return u, nil
 	}
 	stmts := []string{fmt.Sprintf("SELECT citus_set_coordinator_host('127.0.0.1', %d)", c.Coordinator.Port)}
-	for _, w := range c.Workers {
+	for _, w := range c.Workers[:min(workers, len(c.Workers))] {
 		stmts = append(stmts, AddNodeSQL(w))
 	}
 	return u, Exec(ctx, u, stmts...)
