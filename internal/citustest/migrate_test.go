@@ -20,7 +20,8 @@ func TestMain(m *testing.M) { citustest.Main(m) }
 func TestMigrateDistributesUsers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := citustest.Pool(t, citustest.NewDB(t, citustest.Options{Partitions: 4}))
+	url := citustest.NewDB(t, citustest.Options{Partitions: 4})
+	pool := citustest.Pool(t, url)
 
 	var tables, colocations, shards, workersWithShards int
 	var drawDistributed, stateLocal bool
@@ -46,6 +47,15 @@ func TestMigrateDistributesUsers(t *testing.T) {
 	}
 	if !stateLocal {
 		t.Error("buckets or cycle_state is distributed; they belong on the coordinator")
+	}
+
+	// New sessions send a worker's shard commands over one connection.
+	var poolSize string
+	if err := citustest.Pool(t, url).QueryRow(ctx, `SHOW citus.max_adaptive_executor_pool_size`).Scan(&poolSize); err != nil {
+		t.Fatal(err)
+	}
+	if poolSize != "1" {
+		t.Errorf("citus.max_adaptive_executor_pool_size is %s in new sessions, want 1", poolSize)
 	}
 
 	// Again: nothing to do, no error.

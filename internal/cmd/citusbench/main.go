@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,6 +41,7 @@ type config struct {
 	design  bool // also measure the one-worker-bucket prototype
 	rebal   bool // also add a third worker and rebalance
 	load    time.Duration
+	options string // server options for pointsd's sessions on Citus
 	out     io.Writer
 }
 
@@ -51,6 +53,7 @@ func main() {
 	flag.IntVar(&c.cycles, "cycles", 3, "cycles of each mode")
 	flag.BoolVar(&c.design, "design", true, "also measure buckets that live on one worker (a prototype)")
 	flag.BoolVar(&c.rebal, "rebalance", true, "also add a third worker and rebalance")
+	flag.StringVar(&c.options, "options", "", "libpq options for pointsd's sessions on the Citus cluster (e.g. -c citus.max_adaptive_executor_pool_size=1)")
 	flag.DurationVar(&c.load, "load", 10*time.Second, "how long wrk loads GET / for each setup")
 	flag.Parse()
 	c.out = os.Stdout
@@ -101,6 +104,10 @@ func run(ctx context.Context, c config) error {
 	url, err := cl.CreateDB(ctx, "pointsd", 2)
 	if err != nil {
 		return err
+	}
+	if c.options != "" {
+		url += "&options=" + strings.ReplaceAll(neturl.QueryEscape(c.options), "+", "%20")
+		fmt.Fprintf(c.out, "pointsd's sessions on Citus run with `%s`.\n\n", c.options)
 	}
 	dist, err := measure(ctx, c, "Citus, 2 workers", url)
 	if err != nil {
