@@ -96,6 +96,9 @@ func CrashWorker(t testing.TB, i int) (restart func()) {
 	}
 }
 
+// WorkerPort is worker i's (1..Workers) port.
+func WorkerPort(i int) int { return cluster.Workers[i-1].Port }
+
 // Options shape a test database.
 type Options struct {
 	Partitions int   // users partitions; 0 means 4

@@ -2,13 +2,18 @@ package citustest_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/internal/citustest"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/updater"
 )
 
@@ -85,7 +90,7 @@ func TestLeaderFailover(t *testing.T) {
 }
 
 // A worker that crashes in the middle of a rolling cycle makes the
-// coordinator unready, naming the worker; nothing is half applied (each
+// coordinator unready (/readyz 503, naming the worker); nothing is half applied (each
 // bucket's two-phase commit completes or never happened); when it is back
 // the cycle resumes and ends with every bucket rewritten once.
 func TestWorkerCrashMidCycle(t *testing.T) {
@@ -99,18 +104,27 @@ func TestWorkerCrashMidCycle(t *testing.T) {
 		return e.Kind == updater.EventBucket && e.Bucket >= 1
 	})
 
-	restart := citustest.CrashWorker(t, 2)
-	problems, err := pgsql.CheckState(ctx, pool)
+	api, err := httpapi.New(httpapi.Config{Pool: newPool(t, url), Metrics: metrics.New(), Logger: quiet, Replica: u})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(problems) != 1 || problems[0].Check != pgsql.CheckCitusWorkers {
-		t.Errorf("with worker 2 down, CheckState found %+v, want the worker named", problems)
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+
+	restart := citustest.CrashWorker(t, 2)
+	var body struct {
+		Error    string   `json:"error"`
+		Problems []string `json:"problems"`
+	}
+	code, _ := get(t, srv.URL+"/readyz", &body)
+	port := strconv.Itoa(citustest.WorkerPort(2))
+	if code != http.StatusServiceUnavailable || len(body.Problems) != 1 || !strings.Contains(body.Problems[0], "127.0.0.1:"+port) {
+		t.Errorf("/readyz with worker 2 down: %d %+v, want 503 naming 127.0.0.1:%s", code, body, port)
 	}
 	restart()
-	eventually(t, 10*time.Second, "CheckState is clean again", func() bool {
-		p, err := pgsql.CheckState(ctx, pool)
-		return err == nil && len(p) == 0
+	eventually(t, 10*time.Second, "/readyz is 200 again", func() bool {
+		code, _ := get(t, srv.URL+"/readyz", nil)
+		return code == http.StatusOK
 	})
 
 	ev.wait(t, 20*time.Second, "a cycle after the crash finishes", finished(bucket.Cycle+1))
