@@ -99,6 +99,17 @@ func CrashWorker(t testing.TB, i int) (restart func()) {
 // WorkerPort is worker i's (1..Workers) port.
 func WorkerPort(i int) int { return cluster.Workers[i-1].Port }
 
+// RegisterNodes registers the coordinator and the workers in the database
+// at url (on the coordinator), as citus_set_coordinator_host and
+// citus_add_node do by hand.
+func RegisterNodes(ctx context.Context, url string) error {
+	stmts := []string{fmt.Sprintf("SELECT citus_set_coordinator_host('127.0.0.1', %d)", cluster.Coordinator.Port)}
+	for _, w := range cluster.Workers {
+		stmts = append(stmts, localcitus.AddNodeSQL(w))
+	}
+	return localcitus.Exec(ctx, url, stmts...)
+}
+
 // Options shape a test database.
 type Options struct {
 	Partitions int   // users partitions; 0 means 4

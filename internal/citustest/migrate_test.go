@@ -9,6 +9,7 @@ import (
 
 	"github.com/pointsd/pointsd/internal/citustest"
 	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
 )
 
 func TestMain(m *testing.M) { citustest.Main(m) }
@@ -116,5 +117,71 @@ func TestMigrateRefusesHalfSetUpCitus(t *testing.T) {
 	}
 	if users {
 		t.Error("the refused migrate created users")
+	}
+}
+
+// A database migrated and seeded on one PostgreSQL, which then becomes a
+// Citus coordinator: migrate distributes the existing users, all of them,
+// with their points, and cycles go on.
+func TestMigrateDistributesExistingUsers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := citustest.NewDB(t, citustest.Options{NoMigrate: true})
+	pool := citustest.Pool(t, url)
+	// Plain first: no citus extension in this database.
+	if _, err := pool.Exec(ctx, `DROP EXTENSION citus`); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgsql.Migrate(ctx, pool, 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgsql.Seed(ctx, pool, 5000, 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := pgsql.CitusInfo(ctx, pool); err != nil || c.Installed {
+		t.Fatalf("plain PostgreSQL seen as %+v (%v)", c, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE users SET points = 7 WHERE id = 42`); err != nil {
+		t.Fatal(err)
+	}
+	// Then Citus.
+	pool.Reset()
+	if _, err := pool.Exec(ctx, `CREATE EXTENSION citus`); err != nil {
+		t.Fatal(err)
+	}
+	if err := citustest.RegisterNodes(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgsql.Migrate(ctx, pool, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	var points int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT points FROM users WHERE id = 42`).Scan(&points); err != nil {
+		t.Fatal(err)
+	}
+	if n != 5000 || points != 7 {
+		t.Errorf("after distributing: %d users, user 42 has %d points; want 5000 and 7", n, points)
+	}
+	if c, err := pgsql.CitusInfo(ctx, pool); err != nil || !c.Distributed {
+		t.Errorf("users not distributed: %+v (%v)", c, err)
+	}
+	// The coordinator's own copies, invisible once distributed, are gone.
+	var local int64
+	if err := pool.QueryRow(ctx, `SELECT sum(pg_relation_size(partition)) FROM buckets`).Scan(&local); err != nil {
+		t.Fatal(err)
+	}
+	if local != 0 {
+		t.Errorf("the coordinator keeps %d bytes of users partitions", local)
+	}
+	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
+	if _, err := u.RunCycle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if off := citustest.OffDraw(t, pool); off != 0 {
+		t.Errorf("%d users off their bucket's draw after a cycle", off)
 	}
 }
