@@ -67,18 +67,36 @@ func queryCitus(ctx context.Context, db DBTX) (Answer, error) {
 
 // readCitus is queryCitus inside tx.
 func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
+	// One round trip for the state and every bucket's partition, cycle
+	// and seed, in bucket order.
 	rows, err := tx.Query(ctx, `
 		SELECT `+scheduleColumns+`,
 		       (SELECT count(*) FROM buckets)::int AS buckets,
-		       coalesce((SELECT min(bucket) FROM buckets WHERE cycle < s.cycle), -1) AS first_pending
-		FROM cycle_state s`)
+		       coalesce((SELECT min(bucket) FROM buckets WHERE cycle < s.cycle), -1) AS first_pending,
+		       p.indexes, p.schemas, p.tables, p.cycles, p.seeds
+		FROM cycle_state s, LATERAL (
+			SELECT coalesce(array_agg(b.bucket ORDER BY b.bucket), '{}') AS indexes,
+			       coalesce(array_agg(n.nspname::text ORDER BY b.bucket), '{}') AS schemas,
+			       coalesce(array_agg(c.relname::text ORDER BY b.bucket), '{}') AS tables,
+			       coalesce(array_agg(b.cycle ORDER BY b.bucket), '{}') AS cycles,
+			       coalesce(array_agg(b.seed ORDER BY b.bucket), '{}') AS seeds
+			FROM buckets b
+			JOIN pg_inherits i ON i.inhrelid = b.partition AND i.inhparent = 'users'::regclass
+			JOIN pg_class c ON c.oid = i.inhrelid
+			JOIN pg_namespace n ON n.oid = c.relnamespace
+		) p`)
 	if err != nil {
 		return Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	type state struct {
 		Schedule
-		Buckets      int `db:"buckets"`
-		FirstPending int `db:"first_pending"`
+		Buckets      int      `db:"buckets"`
+		FirstPending int      `db:"first_pending"`
+		Indexes      []int    `db:"indexes"`
+		Schemas      []string `db:"schemas"`
+		Tables       []string `db:"tables"`
+		Cycles       []int64  `db:"cycles"`
+		Seeds        []int64  `db:"seeds"`
 	}
 	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[state])
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -91,24 +109,14 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 	if a.Floor >= 100 {
 		return a, nil // nothing is above 100: no need to ask the workers
 	}
-	rows, err = tx.Query(ctx, `
-		SELECT b.bucket, n.nspname, c.relname, b.cycle, b.seed
-		FROM buckets b
-		JOIN pg_inherits i ON i.inhrelid = b.partition AND i.inhparent = 'users'::regclass
-		JOIN pg_class c ON c.oid = i.inhrelid
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		ORDER BY b.bucket`)
-	if err != nil {
-		return Answer{}, fmt.Errorf("query users: %w", err)
-	}
 	type bucket struct {
 		Index         int
 		Schema, Table string
 		Cycle, Seed   int64
 	}
-	buckets, err := pgx.CollectRows(rows, pgx.RowToStructByPos[bucket])
-	if err != nil {
-		return Answer{}, fmt.Errorf("query users: %w", err)
+	buckets := make([]bucket, len(st.Indexes))
+	for i := range buckets {
+		buckets[i] = bucket{st.Indexes[i], st.Schemas[i], st.Tables[i], st.Cycles[i], st.Seeds[i]}
 	}
 	for _, b := range buckets {
 		rows, err := tx.Query(ctx, `
