@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,6 +42,9 @@ type Citus struct {
 	Workers     int  // active primary worker nodes
 	Inactive    int  // registered workers that are not active
 	Distributed bool // users is a distributed table
+	// Unusable lists the active workers that cannot serve this database:
+	// unreachable, or without the citus extension in it.
+	Unusable []string
 }
 
 // CitusInfo reads the cluster's Citus state. On plain PostgreSQL it is
@@ -63,6 +67,23 @@ func CitusInfo(ctx context.Context, db DBTX) (Citus, error) {
 	if err != nil {
 		return c, fmt.Errorf("read citus nodes: %w", err)
 	}
+	if c.Workers == 0 {
+		return c, nil
+	}
+	// Citus refuses to register a worker without the extension, but it
+	// can be dropped there later, or the worker be down.
+	rows, err := db.Query(ctx, `
+		SELECT CASE WHEN success THEN format('%s:%s has no citus extension in this database: CREATE EXTENSION citus there', nodename, nodeport)
+		            ELSE format('%s:%s is unreachable: %s', nodename, nodeport, replace(result, E'\n', ' ')) END
+		FROM run_command_on_workers($$SELECT count(*) FROM pg_extension WHERE extname = 'citus'$$)
+		WHERE NOT success OR result <> '1'
+		ORDER BY nodename, nodeport`)
+	if err != nil {
+		return c, fmt.Errorf("check citus workers: %w", err)
+	}
+	if c.Unusable, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return c, fmt.Errorf("check citus workers: %w", err)
+	}
 	return c, nil
 }
 
@@ -76,6 +97,8 @@ func (c Citus) Problem() string {
 		return fmt.Sprintf("%d citus workers are registered but inactive: SELECT citus_activate_node(host, port) on the coordinator, or citus_remove_node them", c.Inactive)
 	case c.Workers == 0:
 		return "the citus extension is installed but no worker is registered: SELECT citus_add_node(host, port) for each worker on the coordinator, or DROP EXTENSION citus to run on this server alone"
+	case len(c.Unusable) > 0:
+		return "citus worker " + strings.Join(c.Unusable, "; worker ")
 	}
 	return ""
 }

@@ -13,8 +13,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -108,6 +110,16 @@ func RegisterNodes(ctx context.Context, url string) error {
 		stmts = append(stmts, localcitus.AddNodeSQL(w))
 	}
 	return localcitus.Exec(ctx, url, stmts...)
+}
+
+// ExecOnWorker runs stmt on worker i (1..Workers), in the database the
+// coordinator's url names.
+func ExecOnWorker(ctx context.Context, i int, url, stmt string) error {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		return err
+	}
+	return localcitus.Exec(ctx, localcitus.DBURL(cluster.Workers[i-1].URL, strings.TrimPrefix(u.Path, "/")), stmt)
 }
 
 // Options shape a test database.

@@ -3,6 +3,7 @@ package citustest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -235,5 +236,21 @@ func TestRepairDroppedPartition(t *testing.T) {
 	}
 	if off := citustest.OffDraw(t, pool); off != 0 {
 		t.Errorf("%d users off their bucket's draw", off)
+	}
+}
+
+// A registered worker whose database lost the citus extension is named,
+// and migrate refuses until it has it again.
+func TestMigrateRefusesWorkerWithoutExtension(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := citustest.NewDB(t, citustest.Options{NoMigrate: true})
+	if err := citustest.ExecOnWorker(ctx, 1, url, `DROP EXTENSION citus CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	err := pgsql.Migrate(ctx, citustest.Pool(t, url), 4, nil)
+	port := citustest.WorkerPort(1)
+	if !errors.Is(err, pgsql.ErrCitusHalfSetUp) || !strings.Contains(err.Error(), fmt.Sprintf(":%d has no citus extension", port)) {
+		t.Fatalf("migrate: %v, want worker :%d named", err, port)
 	}
 }
