@@ -97,7 +97,9 @@ func (c Citus) Problem() string {
 		return fmt.Sprintf("%d citus workers are registered but inactive: SELECT citus_activate_node(host, port) on the coordinator, or citus_remove_node them", c.Inactive)
 	case c.Workers == 0:
 		return "the citus extension is installed but no worker is registered: SELECT citus_add_node(host, port) for each worker on the coordinator, or DROP EXTENSION citus to run on this server alone"
-	case len(c.Unusable) > 0:
+	case len(c.Unusable) > 0 && !c.Distributed:
+		// Once users is distributed, a worker down is the damage check's
+		// to report (/readyz), not a reason for serve not to start.
 		return "citus worker " + strings.Join(c.Unusable, "; worker ")
 	}
 	return ""
