@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: build run test lint bench chaos citusbench fmt-check vet db-stop clean
+.PHONY: build run test lint bench chaos fmt-check vet db-stop clean
 
 # A static (no cgo), -trimpath binary.
 build:
@@ -64,6 +64,7 @@ chaos: build
 # coordinator and two workers, then a third) on servers of its own under
 # .data/citusbench, and prints the figures of docs/CITUS.md. Needs Citus
 # installed (../shared/citus/build-citus.sh). CITUSBENCH_FLAGS=-users=10000000
+.PHONY: citusbench
 citusbench: build
 	$(GO) build -o bin/citusbench ./internal/cmd/citusbench
 	env -u DATABASE_URL bin/citusbench -pointsd $(BIN) -dir .data/citusbench $(CITUSBENCH_FLAGS)
