@@ -69,6 +69,15 @@ chaos: build
 	$(GO) build -o bin/chaos ./internal/cmd/chaos
 	env -u DATABASE_URL bin/chaos -pointsd $(BIN) -dir .data/chaos -out docs
 
+# Measures pointsd on one PostgreSQL beside a local Citus cluster (a
+# coordinator and two workers, then a third) on servers of its own under
+# .data/citusbench, and prints the figures of docs/CITUS.md. Needs Citus
+# installed (../shared/citus/build-citus.sh). CITUSBENCH_FLAGS=-users=10000000
+.PHONY: citusbench
+citusbench: build
+	$(GO) build -o bin/citusbench ./internal/cmd/citusbench
+	env -u DATABASE_URL bin/citusbench -pointsd $(BIN) -dir .data/citusbench $(CITUSBENCH_FLAGS)
+
 # Stops the ./.data cluster if a killed make run left it running.
 db-stop:
 	@if [ -f .data/pg/postmaster.pid ]; then \

@@ -26,10 +26,13 @@ const (
 	// the next cycles would find every bucket already claimed and rewrite
 	// nothing.
 	CheckCycleOrder = "cycle_order"
+	// CheckCitusWorkers: on Citus, a worker the coordinator cannot reach
+	// holds shards of every bucket, so queries and cycles fail.
+	CheckCitusWorkers = "citus_workers"
 )
 
 // AllChecks lists the checks, in report order.
-var AllChecks = []string{CheckStateRow, CheckPartitions, CheckCycleOrder}
+var AllChecks = []string{CheckStateRow, CheckPartitions, CheckCycleOrder, CheckCitusWorkers}
 
 // Problem is one finding of CheckState.
 type Problem struct {
@@ -46,15 +49,17 @@ var ErrNoState = errors.New("the cycle_state row is missing: run pointsd migrate
 func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
 	var stateRows, missing, ahead int
 	var cycle, maxBucket int64
+	var citus bool
 	err := db.QueryRow(ctx, `
-		SELECT (SELECT count(*) FROM cycle_state)::int,
+		SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus'),
+		       (SELECT count(*) FROM cycle_state)::int,
 		       coalesce((SELECT max(cycle) FROM cycle_state), 0),
 		       (SELECT count(*) FROM buckets b
 		        WHERE NOT EXISTS (SELECT FROM pg_inherits i
 		                          WHERE i.inhrelid = b.partition AND i.inhparent = 'users'::regclass))::int,
 		       (SELECT count(*) FROM buckets b WHERE b.cycle > (SELECT max(cycle) FROM cycle_state))::int,
 		       coalesce((SELECT max(cycle) FROM buckets), 0)`).
-		Scan(&stateRows, &cycle, &missing, &ahead, &maxBucket)
+		Scan(&citus, &stateRows, &cycle, &missing, &ahead, &maxBucket)
 	if err != nil {
 		return nil, fmt.Errorf("check state: %w", err)
 	}
@@ -70,6 +75,15 @@ func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
 		out = append(out, Problem{CheckCycleOrder, fmt.Sprintf(
 			"%d buckets were rewritten in cycle %d but cycle_state says cycle %d, so cycles rewrite nothing: run pointsd migrate to restore the cycle number",
 			ahead, maxBucket, cycle)})
+	}
+	if citus {
+		down, err := citusWorkerProblems(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range down {
+			out = append(out, Problem{CheckCitusWorkers, d})
+		}
 	}
 	return out, nil
 }

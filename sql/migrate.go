@@ -71,6 +71,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, partitions int, log *slog.
 	if err := checkPartitions(ctx, pool, partitions); err != nil {
 		return err
 	}
+	// A half set up Citus is refused before anything is created: tables
+	// made now would have to be distributed by hand later.
+	if c, err := CitusInfo(ctx, pool); err != nil {
+		return err
+	} else if p := c.Problem(); p != "" {
+		return fmt.Errorf("%w: %s", ErrCitusHalfSetUp, p)
+	}
 	p, err := newProvider(pool, want, log)
 	if err != nil {
 		return err
@@ -80,7 +87,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, partitions int, log *slog.
 		return fmt.Errorf("migrate: %w", err)
 	}
 	// Checked again: another replica may have created the table meanwhile.
-	return checkPartitions(ctx, pool, partitions)
+	if err := checkPartitions(ctx, pool, partitions); err != nil {
+		return err
+	}
+	return distributeCitus(ctx, pool, log)
 }
 
 // SchemaVersion returns the applied and the latest known schema versions.

@@ -36,7 +36,24 @@ type Answer struct {
 // The scan stops at the second match: with uniform points that is within a
 // few hundred rows, and no index on points is needed (see migrations/00001_users.sql); when
 // the floor is 100 the one-time filter skips the scan entirely.
+//
+// On Citus the statement is refused (users is distributed, the state is
+// not) and the answer is read in one transaction instead: see queryCitus.
+// db must then be a pool or a connection.
 func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
+	if citusSeen.Load() {
+		return queryCitus(ctx, db)
+	}
+	a, err := queryOne(ctx, db)
+	if err != nil && isDistributedJoin(err) {
+		citusSeen.Store(true)
+		return queryCitus(ctx, db)
+	}
+	return a, err
+}
+
+// queryOne is QueryAnswer's one statement, on a single PostgreSQL.
+func queryOne(ctx context.Context, db DBTX) (Answer, error) {
 	rows, err := db.Query(ctx, `
 		SELECT `+scheduleColumns+`,
 		       (SELECT count(*) FROM buckets)::int AS buckets,

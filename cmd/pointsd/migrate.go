@@ -50,6 +50,14 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
+	c, err := pgsql.CitusInfo(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if c.Distributed {
+		fmt.Fprintf(stdout, "schema at version %d, users in %d partitions, distributed by Citus over %d workers\n", cur, n, c.Workers)
+		return nil
+	}
 	fmt.Fprintf(stdout, "schema at version %d, users in %d partitions\n", cur, n)
 	return nil
 }

@@ -1,0 +1,134 @@
+package citustest_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pointsd/pointsd/metrics"
+	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// events records an updater's events for a test to wait on.
+type events struct {
+	mu      sync.Mutex
+	all     []updater.Event
+	changed chan struct{} // closed and replaced at every event
+}
+
+func (r *events) record(e updater.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.all = append(r.all, e)
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// wait waits for the first event that matches, failing t after timeout.
+func (r *events) wait(t *testing.T, timeout time.Duration, what string, match func(updater.Event) bool) updater.Event {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		for _, e := range r.all {
+			if match(e) {
+				r.mu.Unlock()
+				return e
+			}
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("after %v: %s", timeout, what)
+		}
+	}
+}
+
+// newUpdater builds an updater on a pool of its own, recording its events.
+func newUpdater(t *testing.T, url string, cfg updater.Config) (*updater.Updater, *events, *metrics.Metrics) {
+	t.Helper()
+	pool := newPool(t, url)
+	r := &events{changed: make(chan struct{})}
+	cfg.Pool, cfg.Metrics, cfg.Logger, cfg.OnEvent = pool, metrics.New(), quiet, r.record
+	if cfg.LeaderPoll == 0 {
+		cfg.LeaderPoll = 100 * time.Millisecond
+	}
+	u, err := updater.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, r, cfg.Metrics
+}
+
+func newPool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// runInBackground runs u.Run until the returned stop is called (or t ends).
+func runInBackground(t *testing.T, u *updater.Updater) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		u.Run(ctx)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// finished matches a finished cycle numbered at least n.
+func finished(n int64) func(updater.Event) bool {
+	return func(e updater.Event) bool { return e.Kind == updater.EventCycleFinished && e.Cycle >= n }
+}
+
+// eventually polls cond every 50ms until it holds, failing t after timeout:
+// for what only the database knows (a worker's recovery), where no event
+// says it happened.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// allBucketsAt fails t unless every bucket was rewritten in the state's
+// current cycle, with its seed.
+func allBucketsAt(t *testing.T, db pgsql.DBTX) pgsql.State {
+	t.Helper()
+	st, err := pgsql.ReadState(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var off int
+	if err := db.QueryRow(context.Background(),
+		`SELECT count(*) FROM buckets WHERE cycle <> $1 OR seed <> $2`, st.Cycle, st.Seed).Scan(&off); err != nil {
+		t.Fatal(err)
+	}
+	if off != 0 || st.BucketsDone != st.BucketsTotal {
+		t.Errorf("cycle %d: %d buckets not rewritten with its seed (%d of %d done)", st.Cycle, off, st.BucketsDone, st.BucketsTotal)
+	}
+	return st
+}
