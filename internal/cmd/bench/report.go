@@ -132,8 +132,12 @@ func (r *report) write(ctx context.Context, c config) error {
 	p("| plain `INSERT … SELECT generate_series` into an unpartitioned table | %s |\n", r.seedPlain.Round(time.Millisecond))
 	p("| `pointsd seed` (60 partitions, 2 connections) | %s (%.2f×) |\n", r.seedPointsd.Round(time.Millisecond), r.seedPointsd.Seconds()/r.seedPlain.Seconds())
 	p("\n## 5. Memory\n\npointsd's peak resident memory (VmHWM) after the throughput run: %s.\n", mb(r.peakRSS))
-	if paced := scaleSection(c.out); paced != "" {
+	if paced := section(c.out, "BENCHMARKS-SCALE.md", "`serve -period"); paced != "" {
 		p("\n## 6. At scale\n\nFrom [BENCHMARKS-SCALE.md](BENCHMARKS-SCALE.md), written by the same `make bench` just before (the cost curve from 1M to 10M users, and the settings, are there):\n\n%s", paced)
+	}
+	if citus := strings.TrimSpace(section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 1M") + "\n" +
+		section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 10M")); citus != "" {
+		p("\n## 7. On Citus\n\nFrom [CITUS.md](CITUS.md), written by hand from `make citusbench` runs (it needs Citus installed; see there for the commands and what the figures show):\n\n%s\n", citus)
 	}
 	p("\n## Reproduce\n\n```sh\nmake bench\n```\n\nIt runs `make bench-scale` first (BENCHMARKS-SCALE.md), then starts its own PostgreSQL under `./.data/bench`, installs `wrk` when missing (Debian), and rewrites this file and its plots.\n")
 	return os.WriteFile(filepath.Join(c.out, "BENCHMARKS.md"), []byte(b.String()), 0o644) //nolint:gosec // G306: a document of the repository, for everyone to read
@@ -208,17 +212,17 @@ func maxF(v []float64) float64 {
 	return m
 }
 
-// scaleSection is the paced run's section of dir/BENCHMARKS-SCALE.md, its
+// section is the section of dir/file whose heading contains heading, its
 // heading one level down; "" if there is none.
-func scaleSection(dir string) string {
-	b, err := os.ReadFile(filepath.Join(dir, "BENCHMARKS-SCALE.md")) //nolint:gosec // the scale benchmark's report, beside this one
+func section(dir, file, heading string) string {
+	b, err := os.ReadFile(filepath.Join(dir, file)) //nolint:gosec // a report beside this one
 	if err != nil {
 		return ""
 	}
-	for _, section := range strings.Split(string(b), "\n## ")[1:] {
-		heading, _, _ := strings.Cut(section, "\n")
-		if strings.Contains(heading, "`serve -period") {
-			return "### " + section + "\n"
+	for _, sec := range strings.Split(string(b), "\n## ")[1:] {
+		h, _, _ := strings.Cut(sec, "\n")
+		if strings.Contains(h, heading) {
+			return "### " + strings.TrimRight(sec, "\n") + "\n"
 		}
 	}
 	return ""
