@@ -93,13 +93,14 @@ func (c Citus) Problem() string {
 	switch {
 	case !c.Installed:
 		return ""
-	case c.Inactive > 0:
+	case c.Inactive > 0 && !c.Distributed:
 		return fmt.Sprintf("%d citus workers are registered but inactive: SELECT citus_activate_node(host, port) on the coordinator, or citus_remove_node them", c.Inactive)
 	case c.Workers == 0:
 		return "the citus extension is installed but no worker is registered: SELECT citus_add_node(host, port) for each worker on the coordinator, or DROP EXTENSION citus to run on this server alone"
 	case len(c.Unusable) > 0 && !c.Distributed:
-		// Once users is distributed, a worker down is the damage check's
-		// to report (/readyz), not a reason for serve not to start.
+		// Once users is distributed, a worker down or inactive is the
+		// damage check's to report (/readyz), not a reason for serve not
+		// to start: replicas restarted meanwhile must still come up.
 		return "citus worker " + strings.Join(c.Unusable, "; worker ")
 	}
 	return ""
@@ -175,13 +176,17 @@ func distributeCitus(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 }
 
 // citusWorkerProblems returns a line per worker the coordinator cannot
-// reach: queries and cycles fail until it is back. Only called on Citus.
+// reach, or that is registered inactive: users' shards have no replicas,
+// so queries and cycles fail until it is back. Only called on Citus.
 func citusWorkerProblems(ctx context.Context, db DBTX) ([]string, error) {
 	rows, err := db.Query(ctx, `
-		SELECT format('citus worker %s:%s is unreachable from the coordinator: queries and cycles fail until it is back (or citus_disable_node it)', nodename, nodeport)
+		SELECT CASE WHEN isactive
+		       THEN format('citus worker %s:%s is unreachable from the coordinator: queries and cycles fail until it is back', nodename, nodeport)
+		       ELSE format('citus worker %s:%s is inactive: its shards cannot be read or written; bring it back and SELECT citus_activate_node(%L, %s), or move its shards off before citus_remove_node', nodename, nodeport, nodename, nodeport)
+		       END
 		FROM pg_dist_node
-		WHERE groupid <> 0 AND noderole = 'primary' AND isactive
-		  AND NOT citus_check_connection_to_node(nodename, nodeport)
+		WHERE groupid <> 0 AND noderole = 'primary'
+		  AND (NOT isactive OR NOT citus_check_connection_to_node(nodename, nodeport))
 		ORDER BY nodeid`)
 	if err != nil {
 		return nil, fmt.Errorf("check citus workers: %w", err)
