@@ -143,6 +143,9 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 		}
 		u.committed(0, c.Floor, pgsql.AllBuckets)
 		u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
+		if paced {
+			u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
+		}
 	}
 	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
 	if err != nil {

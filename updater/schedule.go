@@ -59,6 +59,12 @@ func (u *Updater) lead(ctx context.Context) error {
 // leadState is what a leader remembers from one step to the next.
 type leadState struct {
 	failedCycle int64 // a cycle it failed, not resumed again
+	// finished is the last cycle it ran to the end itself: if that one
+	// overran, whether the next starts at once depends on by how much.
+	finished int64
+	// counted is the last boundary whose lateness was counted, so that a
+	// cycle started again after a failure is not counted twice.
+	counted time.Time
 }
 
 // step resumes the unfinished cycle, or waits for the next boundary and
@@ -87,6 +93,9 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 		// On the schedule it was published with, unless that schedule
 		// cannot be true.
 		_, err := u.run(ctx, c, true, c.Period > 0 && !future)
+		if err == nil {
+			ls.finished = st.Cycle
+		}
 		return st.Cycle, Mode(st.Mode), err
 	}
 
@@ -106,8 +115,15 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 		// after it) is started at once, late, on that boundary's slots:
 		// its first buckets, whose slots are past, go back to back until
 		// it is on time. Later than period/lateStart, the boundary is
-		// skipped: a cycle that late would overrun too.
-		if cur := sched.CycleStart(now); !published.After(cur) && now.Sub(cur) <= u.cfg.Period/lateStart {
+		// skipped: a cycle that late would overrun too. After this
+		// leader's own cycle, the lateness is the overrun itself (past
+		// the boundary it passed), so that one that overran by more than
+		// a period does not start the next back to back either.
+		late := now.Sub(sched.CycleStart(now))
+		if st.Cycle == ls.finished && st.FinishedAt != nil {
+			late = now.Sub(published)
+		}
+		if cur := sched.CycleStart(now); !published.After(cur) && late <= u.cfg.Period/lateStart {
 			next = cur
 		}
 	}
@@ -135,25 +151,39 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	u.observeMode(mode)
 	spread := u.spread(lastBucketMax(st))
 	c := u.newCycle(number, next, spread, Mode(mode))
-	u.countLateness(st, c)
+	u.countLateness(st, c, ls)
 	_, err = u.run(ctx, c, false, true)
+	if err == nil {
+		ls.finished = c.Cycle
+	}
 	return c.Cycle, Mode(mode), err
 }
 
 // countLateness counts a cycle c that starts after its boundary, and the
-// boundaries skipped since the last cycle st ran on the same period.
-func (u *Updater) countLateness(st pgsql.State, c pgsql.Cycle) {
-	u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
+// boundaries skipped since the last cycle st ran on the same period (or
+// since the last boundary counted: a cycle tried again after a failure is
+// counted once).
+func (u *Updater) countLateness(st pgsql.State, c pgsql.Cycle, ls *leadState) {
+	if !c.StartedAt.After(ls.counted) {
+		return
+	}
+	from := st.StartedAt
+	if ls.counted.After(from) {
+		from = ls.counted
+	} else if st.Cycle == 0 || st.Period != c.Period {
+		from = time.Time{} // no boundary of this period to count from
+	}
+	ls.counted = c.StartedAt
 	if late := time.Since(c.StartedAt); late > lateTolerance {
 		u.cfg.Metrics.CycleLateStarts.Inc()
 		u.log.Info("cycle starting late, on the boundary it is due for", slog.Int64("cycle", c.Cycle),
 			slog.Time("boundary", c.StartedAt), slog.Duration("late", late))
 	}
-	if st.Cycle > 0 && st.Period == c.Period && !st.StartedAt.After(c.StartedAt) {
-		if skipped := int64(c.StartedAt.Sub(st.StartedAt)/c.Period) - 1; skipped > 0 {
+	if !from.IsZero() && !from.After(c.StartedAt) {
+		if skipped := int64(c.StartedAt.Sub(from)/c.Period) - 1; skipped > 0 {
 			u.cfg.Metrics.CyclesSkipped.Add(float64(skipped))
 			u.log.Warn("period boundaries passed without a cycle", slog.Int64("skipped", skipped),
-				slog.Time("last_cycle_started", st.StartedAt), slog.Time("this_cycle", c.StartedAt))
+				slog.Time("since", from), slog.Time("this_cycle", c.StartedAt))
 		}
 	}
 }
