@@ -188,6 +188,9 @@ func (u *Updater) countLateness(st pgsql.State, c pgsql.Cycle, ls *leadState) {
 	}
 }
 
+// damageCheckTimeout bounds the leader's damage check before each cycle.
+const damageCheckTimeout = 5 * time.Second
+
 // lateTolerance is how long after its boundary a cycle may start and still
 // be on time: timers and the state's read take a few milliseconds.
 const lateTolerance = 50 * time.Millisecond
@@ -204,6 +207,10 @@ func publishedNext(st pgsql.State) time.Time {
 // reportDamage checks the database for damage done from outside, logs each
 // problem at ERROR and sets the metric.
 func (u *Updater) reportDamage(ctx context.Context) {
+	// Bounded: a check that hangs (a worker that drops packets on Citus)
+	// must not hold the leader past its boundaries.
+	ctx, cancel := context.WithTimeout(ctx, damageCheckTimeout)
+	defer cancel()
 	problems, err := pgsql.CheckState(ctx, u.cfg.Pool)
 	if err != nil {
 		return // the cycle will meet the same error and report it

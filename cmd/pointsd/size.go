@@ -31,6 +31,8 @@ func runSize(args []string, getenv func(string) string, stdout io.Writer) error 
 		return usageError{"pointsd size: -users must be at least 1 (see pointsd size -h)"}
 	case *period < 100*time.Millisecond:
 		return usageError{fmt.Sprintf("pointsd size: -period must be at least 100ms, got %v", *period)}
+	case *memGiB <= 0 && !isSet(fs, "db-memory-gib"):
+		return usageError{"pointsd size: this machine's memory is unknown (no /proc/meminfo): give -db-memory-gib"}
 	case *cores < 1 || *memGiB <= 0 || *work <= 0 || *wal <= 0:
 		return usageError{"pointsd size: -db-cores, -db-memory-gib, -work-per-user and -wal-per-user must be positive"}
 	}

@@ -54,7 +54,7 @@ func startServer(ctx context.Context, c config, bin string, args []string, path 
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, fmt.Errorf("%s did not answer %s within 30s (last: %s); its last log lines:\n%s", bin, path, last, lastLines(stderr.String(), 5))
+			return nil, fmt.Errorf("%s did not answer %s within 30s (last: %s); the end of its log (of its first 64 KiB):\n%s", bin, path, last, lastLines(stderr.String(), 5))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
