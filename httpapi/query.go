@@ -20,9 +20,10 @@ func (a *API) query(w http.ResponseWriter, r *http.Request) { a.answer(w, r) }
 
 // serveRoot serves GET and HEAD / without the router and its middleware,
 // timing the request itself: nearly every request is one, and the router's
-// context, the response writer's wrapper and the labels' hashing were a
-// fifth of the time a cached answer took. What it records is what
-// instrument would have.
+// context, the response writer's wrapper and the labels' hashing were most
+// of what a cached answer cost (1.5 µs a request with them, 0.6 µs
+// without: go test -bench . ./httpapi). What it records is what instrument
+// would have.
 func (a *API) serveRoot(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	code := a.answer(w, r)
