@@ -22,10 +22,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
 	"github.com/pointsd/pointsd/internal/localcitus"
+	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/sql"
 )
 
@@ -165,7 +165,7 @@ func NewDB(t testing.TB, opts Options) string {
 	if opts.NoMigrate {
 		return u
 	}
-	pool := Pool(t, u)
+	pool := pgtest.Pool(t, u)
 	if err := pgsql.Migrate(ctx, pool, cmp.Or(opts.Partitions, 4), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -175,17 +175,6 @@ func NewDB(t testing.TB, opts Options) string {
 		}
 	}
 	return u
-}
-
-// Pool opens a pool on url, closed when t ends.
-func Pool(t testing.TB, url string) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
 }
 
 // OffDraw counts users whose points are not the draw their bucket records

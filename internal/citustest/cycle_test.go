@@ -13,6 +13,7 @@ import (
 
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/internal/citustest"
+	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/updater"
 )
@@ -25,7 +26,7 @@ func TestRollingAndStrictCycles(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 4, Users: users})
-	pool := newPool(t, url)
+	pool := pgtest.Pool(t, url)
 	if n := citustest.OffDraw(t, pool); n != 0 {
 		t.Fatalf("%d users off their draw after seeding", n)
 	}
@@ -64,7 +65,7 @@ func TestRollingAndStrictCycles(t *testing.T) {
 func TestLeaderFailover(t *testing.T) {
 	t.Parallel()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 4, Users: users})
-	pool := newPool(t, url)
+	pool := pgtest.Pool(t, url)
 	cfg := updater.Config{Period: 500 * time.Millisecond}
 	a, ea, _ := newUpdater(t, url, cfg)
 	stopA := runInBackground(t, a)
@@ -97,14 +98,14 @@ func TestWorkerCrashMidCycle(t *testing.T) {
 	// Not parallel: it takes a worker of the shared cluster down.
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 8, Users: users})
-	pool := newPool(t, url)
+	pool := pgtest.Pool(t, url)
 	u, ev, m := newUpdater(t, url, updater.Config{Period: 2 * time.Second, Workers: 1})
 	stop := runInBackground(t, u)
 	bucket := ev.wait(t, 15*time.Second, "a bucket commits", func(e updater.Event) bool {
 		return e.Kind == updater.EventBucket && e.Bucket >= 1
 	})
 
-	api, err := httpapi.New(httpapi.Config{Pool: newPool(t, url), Metrics: metrics.New(), Logger: quiet, Replica: u})
+	api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet, Replica: u})
 	if err != nil {
 		t.Fatal(err)
 	}

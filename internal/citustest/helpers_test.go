@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
+	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
@@ -57,7 +56,7 @@ func (r *events) wait(t *testing.T, timeout time.Duration, what string, match fu
 // newUpdater builds an updater on a pool of its own, recording its events.
 func newUpdater(t *testing.T, url string, cfg updater.Config) (*updater.Updater, *events, *metrics.Metrics) {
 	t.Helper()
-	pool := newPool(t, url)
+	pool := pgtest.Pool(t, url)
 	r := &events{changed: make(chan struct{})}
 	cfg.Pool, cfg.Metrics, cfg.Logger, cfg.OnEvent = pool, metrics.New(), quiet, r.record
 	if cfg.LeaderPoll == 0 {
@@ -68,16 +67,6 @@ func newUpdater(t *testing.T, url string, cfg updater.Config) (*updater.Updater,
 		t.Fatal(err)
 	}
 	return u, r, cfg.Metrics
-}
-
-func newPool(t *testing.T, url string) *pgxpool.Pool {
-	t.Helper()
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
 }
 
 // runInBackground runs u.Run until the returned stop is called (or t ends).

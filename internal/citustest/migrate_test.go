@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pointsd/pointsd/internal/citustest"
+	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
 )
@@ -23,7 +24,7 @@ func TestMigrateDistributesUsers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 4})
-	pool := citustest.Pool(t, url)
+	pool := pgtest.Pool(t, url)
 
 	var tables, colocations, shards, workersWithShards int
 	var drawDistributed, stateLocal bool
@@ -53,7 +54,7 @@ func TestMigrateDistributesUsers(t *testing.T) {
 
 	// New sessions send a worker's shard commands over one connection.
 	var poolSize string
-	if err := citustest.Pool(t, url).QueryRow(ctx, `SHOW citus.max_adaptive_executor_pool_size`).Scan(&poolSize); err != nil {
+	if err := pgtest.Pool(t, url).QueryRow(ctx, `SHOW citus.max_adaptive_executor_pool_size`).Scan(&poolSize); err != nil {
 		t.Fatal(err)
 	}
 	if poolSize != "1" {
@@ -75,7 +76,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i := range errs {
-		pool := citustest.Pool(t, url)
+		pool := pgtest.Pool(t, url)
 		wg.Go(func() { errs[i] = pgsql.Migrate(ctx, pool, 4, nil) })
 	}
 	wg.Wait()
@@ -84,7 +85,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			t.Errorf("replica %d: %v", i, err)
 		}
 	}
-	pool := citustest.Pool(t, url)
+	pool := pgtest.Pool(t, url)
 	c, err := pgsql.CitusInfo(ctx, pool)
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func TestMigrateConcurrently(t *testing.T) {
 func TestMigrateRefusesHalfSetUpCitus(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := citustest.Pool(t, citustest.NewDB(t, citustest.Options{NoMigrate: true, NoWorkers: true}))
+	pool := pgtest.Pool(t, citustest.NewDB(t, citustest.Options{NoMigrate: true, NoWorkers: true}))
 	err := pgsql.Migrate(ctx, pool, 4, nil)
 	if !errors.Is(err, pgsql.ErrCitusHalfSetUp) || !strings.Contains(err.Error(), "citus_add_node") ||
 		strings.Contains(err.Error(), "\n") {
@@ -128,7 +129,7 @@ func TestMigrateDistributesExistingUsers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{NoMigrate: true})
-	pool := citustest.Pool(t, url)
+	pool := pgtest.Pool(t, url)
 	// Plain first: no citus extension in this database.
 	if _, err := pool.Exec(ctx, `DROP EXTENSION citus`); err != nil {
 		t.Fatal(err)
@@ -193,7 +194,7 @@ func TestRepairDroppedPartition(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 4, Users: 4000})
-	pool := citustest.Pool(t, url)
+	pool := pgtest.Pool(t, url)
 	if _, err := pool.Exec(ctx, `DROP TABLE users_p1`); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +249,7 @@ func TestMigrateRefusesWorkerWithoutExtension(t *testing.T) {
 	if err := citustest.ExecOnWorker(ctx, 1, url, `DROP EXTENSION citus CASCADE`); err != nil {
 		t.Fatal(err)
 	}
-	err := pgsql.Migrate(ctx, citustest.Pool(t, url), 4, nil)
+	err := pgsql.Migrate(ctx, pgtest.Pool(t, url), 4, nil)
 	port := citustest.WorkerPort(1)
 	if !errors.Is(err, pgsql.ErrCitusHalfSetUp) || !strings.Contains(err.Error(), fmt.Sprintf(":%d has no citus extension", port)) {
 		t.Fatalf("migrate: %v, want worker :%d named", err, port)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/internal/citustest"
+	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
@@ -32,7 +33,7 @@ func TestGetOnCitus(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 4, Users: users})
-	pool := newPool(t, url)
+	pool := pgtest.Pool(t, url)
 	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
@@ -43,7 +44,7 @@ func TestGetOnCitus(t *testing.T) {
 	}
 	for _, noCache := range []bool{true, false} {
 		// A cached answer lives for a minute unless a notification drops it.
-		api, err := httpapi.New(httpapi.Config{Pool: newPool(t, url), Metrics: metrics.New(), Logger: quiet,
+		api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
 			Replica: u, NoCache: noCache, CacheMaxAge: time.Minute})
 		if err != nil {
 			t.Fatal(err)
@@ -95,7 +96,7 @@ func checkNotified(t *testing.T, url string, api *httpapi.API, srv string) {
 		api.Listen(ctx)
 	}()
 	defer func() { cancel(); <-done }()
-	pool := newPool(t, url)
+	pool := pgtest.Pool(t, url)
 	// The listener subscribes asynchronously: wait until the coordinator
 	// has it, so the cycle's notification cannot be missed.
 	eventually(t, 5*time.Second, "the listener subscribes", func() bool {
@@ -135,7 +136,7 @@ func TestQueryNeverPairsTornPoints(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 4, Users: users})
-	pool := newPool(t, url)
+	pool := pgtest.Pool(t, url)
 	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)

@@ -357,30 +357,15 @@ func pacedScale(ctx context.Context, c config, n int64) (*pacedRun, error) {
 		return nil, err
 	}
 	first := time.Now()
-	resp, err := httpGet(ctx, pd.url("/"))
-	if err != nil {
-		return nil, err
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close() // read-only: nothing to lose
-	st, err := startServer(ctx, c, c.static, []string{"-body", string(body)}, "/")
+	st, err := staticBeside(ctx, c, pd)
 	if err != nil {
 		return nil, err
 	}
 	defer st.stop()
 	// GET / during rolling cycles, beside the static handler, in turns.
-	runs := map[string][]throughputRun{}
-	for range 2 {
-		for _, s := range []struct {
-			name string
-			p    *proc
-		}{{"static", st}, {"pointsd", pd}} {
-			t, err := wrk(ctx, s.name, s.p.url("/"))
-			if err != nil {
-				return nil, err
-			}
-			runs[s.name] = append(runs[s.name], t)
-		}
+	static, pointsd, err := inTurns(ctx, st, "static", pd, "pointsd")
+	if err != nil {
+		return nil, err
 	}
 	// Four whole cycles after the first started.
 	const want = 4
@@ -403,7 +388,7 @@ func pacedScale(ctx context.Context, c config, n int64) (*pacedRun, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pacedRun{users: n, period: period, static: mean(runs["static"]), pointsd: mean(runs["pointsd"]),
+	p := &pacedRun{users: n, period: period, static: static, pointsd: pointsd,
 		overruns: int(m["pointsd_cycle_overruns_total"]), late: int(m["pointsd_cycle_late_starts_total"]),
 		skipped: int(m["pointsd_cycle_boundaries_skipped_total"]),
 		spread:  time.Duration(m["pointsd_cycle_spread_seconds"] * float64(time.Second))}

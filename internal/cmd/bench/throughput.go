@@ -45,31 +45,14 @@ func benchThroughput(ctx context.Context, c config, r *report) error {
 	if err := waitFirstCycle(ctx, pd, started, 2*c.period); err != nil {
 		return err
 	}
-	resp, err := httpGet(ctx, pd.url("/"))
-	if err != nil {
-		return err
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close() // read-only: nothing to lose
-	st, err := startServer(ctx, c, c.static, []string{"-body", string(body)}, "/")
+	st, err := staticBeside(ctx, c, pd)
 	if err != nil {
 		return err
 	}
 	defer st.stop()
-
-	runs := map[string][]throughputRun{}
-	for range 2 {
-		for _, s := range []struct {
-			name string
-			p    *proc
-		}{{"static Go handler (HTTP ceiling)", st}, {"pointsd GET /", pd}} {
-			t, err := wrk(ctx, s.name, s.p.url("/"))
-			if err != nil {
-				return err
-			}
-			log.Printf("  %s: %.0f req/s, p99 %v", s.name, t.rps, t.p99)
-			runs[s.name] = append(runs[s.name], t)
-		}
+	static, pointsd, err := inTurns(ctx, st, "static Go handler (HTTP ceiling)", pd, "pointsd GET /")
+	if err != nil {
+		return err
 	}
 	if r.peakRSS, err = pd.peakRSS(); err != nil {
 		return err
@@ -79,11 +62,40 @@ func benchThroughput(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	log.Printf("  %s: %.0f queries/s, p99 %v", pg.name, pg.rps, pg.p99)
-	for _, name := range []string{"pointsd GET /", "static Go handler (HTTP ceiling)"} {
-		r.throughput = append(r.throughput, mean(runs[name]))
-	}
-	r.throughput = append(r.throughput, pg, fresh)
+	r.throughput = append(r.throughput, pointsd, static, pg, fresh)
 	return nil
+}
+
+// staticBeside starts the static handler returning the bytes pd answers
+// GET / with.
+func staticBeside(ctx context.Context, c config, pd *proc) (*proc, error) {
+	resp, err := httpGet(ctx, pd.url("/"))
+	if err != nil {
+		return nil, err
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close() // read-only: nothing to lose
+	return startServer(ctx, c, c.static, []string{"-body", string(body)}, "/")
+}
+
+// inTurns runs wrk on GET / of the static handler and of pointsd in turns,
+// twice each, and returns each one's mean.
+func inTurns(ctx context.Context, st *proc, staticName string, pd *proc, pointsdName string) (static, pointsd throughputRun, err error) {
+	runs := map[*proc][]throughputRun{}
+	for range 2 {
+		for _, s := range []struct {
+			name string
+			p    *proc
+		}{{staticName, st}, {pointsdName, pd}} {
+			t, err := wrk(ctx, s.name, s.p.url("/"))
+			if err != nil {
+				return static, pointsd, err
+			}
+			log.Printf("  %s: %.0f req/s, p99 %v", s.name, t.rps, t.p99)
+			runs[s.p] = append(runs[s.p], t)
+		}
+	}
+	return mean(runs[st]), mean(runs[pd]), nil
 }
 
 // firstPeriodName names the measurement of the first period after start.
