@@ -157,7 +157,7 @@ func TestRollingSpreadsBucketsAcrossThePeriod(t *testing.T) {
 		stamps []time.Time
 	}
 	seen := map[int64]*sample{}
-	eventually(t, 5*period+5*time.Second, "three rolling cycles", func() bool {
+	pgtest.Eventually(t, 5*period+5*time.Second, "three rolling cycles", func() bool {
 		rows, err := pool.Query(ctx, `
 			SELECT u.id, b.bucket, u.updated_at FROM users u JOIN buckets b ON b.partition = u.tableoid
 			WHERE u.id <= 40`)

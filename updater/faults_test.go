@@ -249,7 +249,7 @@ func TestSmallOverrunStartsTheNextCycleAtOnce(t *testing.T) {
 		CREATE TRIGGER record AFTER UPDATE ON cycle_state FOR EACH ROW EXECUTE FUNCTION record();`); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs pgtest.SyncBuffer
 	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: period,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	stop := runInBackground(t, u)

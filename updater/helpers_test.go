@@ -148,18 +148,6 @@ func runInBackground(t *testing.T, u *updater.Updater) (stop func() time.Duratio
 	return stop
 }
 
-// eventually polls cond every 20ms until it holds, failing t after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func readState(t *testing.T, db pgsql.DBTX) pgsql.State {
 	t.Helper()
 	st, err := pgsql.ReadState(context.Background(), db)

@@ -1,12 +1,10 @@
 package updater_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -66,7 +64,7 @@ func TestLeaderThatKeepsFailingStepsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := updater.Config{Period: 200 * time.Millisecond, LeaderPoll: 50 * time.Millisecond}
-	var logs syncBuffer
+	var logs pgtest.SyncBuffer
 	bcfg := cfg
 	bcfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	broken, _ := newUpdater(t, poolAs(t, url, func(c *pgxpool.Config) {
@@ -118,7 +116,7 @@ func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
 	}
 	locked := make(chan error, 1)
 	go func() { _, err := hold.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); locked <- err }()
-	eventually(t, 5*time.Second, "the test queues for the lock", func() bool {
+	pgtest.Eventually(t, 5*time.Second, "the test queues for the lock", func() bool {
 		var waiting bool
 		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting)
 		return err == nil && waiting
@@ -163,7 +161,7 @@ func TestFutureScheduleIsNotWaitedFor(t *testing.T) {
 			if _, err := pool.Exec(ctx, `UPDATE cycle_state SET cycle = 1, period_ms = 300, finished_at = now(), `+edit); err != nil {
 				t.Fatal(err)
 			}
-			var logs syncBuffer
+			var logs pgtest.SyncBuffer
 			u, _ := newUpdater(t, pool, updater.Config{Period: 300 * time.Millisecond,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			runInBackground(t, u)
@@ -185,7 +183,7 @@ func TestMissingPartitionKeepsTheSchedule(t *testing.T) {
 	if _, err := pool.Exec(ctx, `DROP TABLE users_p1`); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs pgtest.SyncBuffer
 	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 800 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	runInBackground(t, u)
@@ -283,24 +281,6 @@ func histogramSum(t *testing.T, m *metrics.Metrics, name string) float64 {
 	return sum
 }
 
-// syncBuffer is a log destination tests can read while the updater writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A strict cycle cut by shutdown rolls back whole, and the log says so.
 func TestStrictCycleCutByShutdownIsLogged(t *testing.T) {
 	t.Parallel()
@@ -312,11 +292,11 @@ func TestStrictCycleCutByShutdownIsLogged(t *testing.T) {
 		CREATE TRIGGER slow AFTER UPDATE ON users FOR EACH STATEMENT EXECUTE FUNCTION slow();`); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs pgtest.SyncBuffer
 	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Strict, Period: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	stop := runInBackground(t, u)
-	eventually(t, 5*time.Second, "a strict cycle in its transaction", func() bool {
+	pgtest.Eventually(t, 5*time.Second, "a strict cycle in its transaction", func() bool {
 		var n int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND query LIKE 'UPDATE users SET points%' AND state = 'active'`).Scan(&n)

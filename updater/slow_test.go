@@ -34,7 +34,7 @@ func TestSlowCycleWarningGoesByWork(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var logs syncBuffer
+			var logs pgtest.SyncBuffer
 			u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 1200 * time.Millisecond,
 				SlowCycle: 400 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			runInBackground(t, u)

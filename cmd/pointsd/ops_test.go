@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,7 +33,7 @@ func TestServeShutdownDebugAndLogs(t *testing.T) {
 	addr, debug := freeAddr(t), freeAddr(t)
 	env := map[string]string{"DATABASE_URL": url, "POINTSD_LOG_LEVEL": "debug"}
 	ctx, cancel := context.WithCancel(context.Background())
-	var logs syncBuffer
+	var logs pgtest.SyncBuffer
 	done := make(chan int)
 	go func() {
 		err := run(ctx, []string{"serve", "-addr", addr, "-debug-addr", debug, "-shutdown-delay", "1s"},
@@ -106,22 +105,4 @@ func TestBadLogLevelExits2(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "flag -log-level: must be debug, info, warn or error") {
 		t.Errorf("exit %d, %q", code, stderr)
 	}
-}
-
-// syncBuffer is a log destination tests can read while serve writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

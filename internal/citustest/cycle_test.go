@@ -123,7 +123,7 @@ func TestWorkerCrashMidCycle(t *testing.T) {
 		t.Errorf("/readyz with worker 2 down: %d %+v, want 503 naming 127.0.0.1:%s", code, body, port)
 	}
 	restart()
-	eventually(t, 10*time.Second, "/readyz is 200 again", func() bool {
+	pgtest.Eventually(t, 10*time.Second, "/readyz is 200 again", func() bool {
 		code, _ := get(t, srv.URL+"/readyz", nil)
 		return code == http.StatusOK
 	})
@@ -136,7 +136,7 @@ func TestWorkerCrashMidCycle(t *testing.T) {
 	// A commit prepared on the crashed worker is finished by Citus's
 	// recovery (citus.recover_2pc_interval): until then the coordinator
 	// already counts the bucket as rewritten.
-	eventually(t, 15*time.Second, "no prepared transaction is left", func() bool {
+	pgtest.Eventually(t, 15*time.Second, "no prepared transaction is left", func() bool {
 		return citustest.PreparedOnWorkers(t, pool) == 0
 	})
 	allBucketsAt(t, pool)

@@ -89,20 +89,6 @@ func finished(n int64) func(updater.Event) bool {
 	return func(e updater.Event) bool { return e.Kind == updater.EventCycleFinished && e.Cycle >= n }
 }
 
-// eventually polls cond every 50ms until it holds, failing t after timeout:
-// for what only the database knows (a worker's recovery), where no event
-// says it happened.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // allBucketsAt fails t unless every bucket was rewritten in the state's
 // current cycle, with its seed.
 func allBucketsAt(t *testing.T, db pgsql.DBTX) pgsql.State {

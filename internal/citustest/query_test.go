@@ -99,7 +99,7 @@ func checkNotified(t *testing.T, url string, api *httpapi.API, srv string) {
 	pool := pgtest.Pool(t, url)
 	// The listener subscribes asynchronously: wait until the coordinator
 	// has it, so the cycle's notification cannot be missed.
-	eventually(t, 5*time.Second, "the listener subscribes", func() bool {
+	pgtest.Eventually(t, 5*time.Second, "the listener subscribes", func() bool {
 		var n int
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pointsd-listen' AND query ILIKE 'listen%'`).Scan(&n)
 		return err == nil && n > 0
@@ -112,7 +112,7 @@ func checkNotified(t *testing.T, url string, api *httpapi.API, srv string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "GET / answers from the new cycle", func() bool {
+	pgtest.Eventually(t, 5*time.Second, "GET / answers from the new cycle", func() bool {
 		var body getBody
 		get(t, srv+"/", &body)
 		for _, usr := range body.Users {
