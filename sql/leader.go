@@ -173,3 +173,13 @@ func EvictLeader(ctx context.Context, db DBTX, term int64, stale time.Duration) 
 	}
 	return ended, nil
 }
+
+// Pooled reports whether conn goes through a connection pooler: a pooler
+// gives its clients a process id of its own, never the server's.
+func Pooled(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var pid uint32
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		return false, fmt.Errorf("check for a pooler: %w", err)
+	}
+	return pid != conn.PgConn().PID(), nil
+}

@@ -204,16 +204,12 @@ func (u *Updater) evict(ctx context.Context, conn *pgx.Conn) (bool, error) {
 // pooled says why conn cannot hold the leader lock when it goes through a
 // connection pooler ("" when it does not): a session advisory lock taken
 // through a transaction pooler stays with a server connection that other
-// clients then use. A pooler tells the client a process id of its own.
+// clients then use.
 func pooled(ctx context.Context, conn *pgx.Conn) (string, error) {
-	var pid uint32
-	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
-		return "", fmt.Errorf("check for a pooler: %w", err)
+	if ok, err := pgsql.Pooled(ctx, conn); err != nil || !ok {
+		return "", err
 	}
-	if pid != conn.PgConn().PID() {
-		return poolerProblem, nil
-	}
-	return "", nil
+	return poolerProblem, nil
 }
 
 // poolerProblem is what a replica whose direct connection goes through a

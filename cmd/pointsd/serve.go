@@ -97,7 +97,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	api, err := httpapi.New(httpapi.Config{Pool: pool, Logger: log, Metrics: m, Replica: upd,
+	api, err := httpapi.New(httpapi.Config{Pool: pool, Direct: upool, Logger: log, Metrics: m, Replica: upd,
 		NoCache: !*useCache, CacheMaxAge: *maxAge})
 	if err != nil {
 		return err
@@ -115,6 +115,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		slog.String("database", fmt.Sprintf("%s@%s/%s", dbc.User, net.JoinHostPort(dbc.Host, strconv.Itoa(int(dbc.Port))), dbc.Database)))
 	return serveUntilDone(ctx, server{
 		addr: *addr, debugAddr: *debugAddr, shutdownDelay: *delay,
-		api: api, upd: upd, pool: pool, log: log,
+		api: api, upd: upd, pool: upool, log: log,
 	})
 }
