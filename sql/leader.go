@@ -158,11 +158,11 @@ func ReadLease(ctx context.Context, db DBTX) (Lease, error) {
 // It acts only when the lock's session is the lease holder's (never on a
 // leader that does not renew leases, such as an older pointsd mid upgrade)
 // and the lease is still term's. It returns the sessions it ended, waiting
-// up to 5 s for each to be gone.
+// up to 2 s for each to be gone.
 func EvictLeader(ctx context.Context, db DBTX, term int64, stale time.Duration) (int, error) {
 	var ended int
 	err := db.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid, 5000))::int
+		SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid, 2000))::int
 		FROM leader_lease l JOIN pg_stat_activity a
 		  ON a.application_name IN ($3 || '/' || l.holder, $4 || '/' || l.holder)
 		WHERE l.term = $1 AND l.holder <> '' AND now() - l.renewed_at > $2

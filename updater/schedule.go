@@ -40,8 +40,13 @@ func (u *Updater) lead(ctx context.Context, term int64) error {
 			return nil
 		case errors.Is(err, errLocked):
 			// Another session holds a lock the cycle needs (VACUUM FULL,
-			// an ALTER TABLE): nobody's fault here, and it is tried again.
-			u.log.Warn("cycle waited too long for a lock another session holds; trying again", slog.Int64("cycle", cycle), slog.Any("err", err))
+			// an ALTER TABLE): nobody's fault here. A strict cycle did not
+			// start and is tried again; a rolling one is not resumed, so
+			// that its locked buckets do not hold up the next cycle, which
+			// rewrites them.
+			ls.failedCycle = cycle
+			u.log.Warn("cycle cut short by a lock another session holds", slog.Int64("cycle", cycle),
+				slog.String("mode", string(mode)), slog.Any("err", err))
 		case errors.Is(err, pgsql.ErrNoState):
 			u.log.Error("cannot run cycles", slog.Any("err", err))
 		case errors.Is(err, ErrNotStarted):
