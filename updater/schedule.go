@@ -41,6 +41,11 @@ func (u *Updater) lead(ctx context.Context) error {
 			u.log.Warn("another leader started the cycle", slog.Int64("cycle", cycle))
 		case pgsql.IsConnError(err):
 			u.log.Warn("cycle failed: database unreachable", slog.Int64("cycle", cycle), slog.Any("err", err))
+		case pgsql.OutOfResources(err) != "":
+			// Every replica would fail the same way: not counted against this leader.
+			ls.failedCycle = cycle
+			u.log.Error("cycle failed: database out of resources", slog.String("problem", u.cfg.Metrics.CountDatabaseError(err)),
+				slog.Int64("cycle", cycle), slog.Any("err", err))
 		default:
 			failed++
 			ls.failedCycle = cycle
