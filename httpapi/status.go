@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/pointsd/pointsd/sql"
@@ -15,7 +16,8 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // readyz says whether this replica can answer queries: the database
 // answers, its schema is the one this binary expects, and nothing in it is
-// damaged (see pgsql.CheckState). A 503 says why.
+// damaged (see pgsql.CheckState). A 503 says why. Problems that are not
+// damage (an old snapshot) are warnings of a 200.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.draining.Load() {
 		w.Header().Set("Retry-After", "5")
@@ -43,18 +45,27 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	case rd.version != rd.latest:
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "schema not current", "version": rd.version, "want": rd.latest})
-	case len(rd.problems) > 0:
+	case slices.ContainsFunc(rd.problems, pgsql.Problem.Damage):
 		a.cfg.Metrics.SetProblems(rd.problems)
-		details := make([]string, len(rd.problems))
-		for i, p := range rd.problems {
-			details[i] = p.Detail
-		}
 		w.Header().Set("Retry-After", "10")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "database damaged", "problems": details})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "database damaged", "problems": details(rd.problems)})
 	default:
-		a.cfg.Metrics.SetProblems(nil)
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "version": rd.version})
+		a.cfg.Metrics.SetProblems(rd.problems)
+		body := map[string]any{"status": "ready", "version": rd.version}
+		if len(rd.problems) > 0 {
+			body["warnings"] = details(rd.problems)
+		}
+		writeJSON(w, http.StatusOK, body)
 	}
+}
+
+// details are the problems' details, for an operator.
+func details(problems []pgsql.Problem) []string {
+	out := make([]string, len(problems))
+	for i, p := range problems {
+		out[i] = p.Detail
+	}
+	return out
 }
 
 // statusBody is GET /status.
@@ -70,6 +81,36 @@ type statusBody struct {
 	BucketsTotal   int        `json:"buckets_total"`
 	LastCycle      *float64   `json:"last_cycle_seconds"` // the last finished cycle's duration
 	FinishedAt     *time.Time `json:"cycle_finished_at"`
+	// Problems are what the state check finds (see /readyz), an old
+	// snapshot included; empty when there is nothing.
+	Problems []string `json:"problems"`
+	// OldestSnapshot is the oldest snapshot a session or prepared
+	// transaction holds; null when none does.
+	OldestSnapshot *snapshotBody `json:"oldest_snapshot"`
+}
+
+// snapshotBody is a pgsql.Snapshot in /status, with the users table's
+// size beside it: what the snapshot has cost so far.
+type snapshotBody struct {
+	Holder     string    `json:"holder"` // "session" or "prepared transaction"
+	PID        int       `json:"pid"`    // 0 for a prepared transaction
+	Name       string    `json:"name"`   // the session's application_name, the prepared transaction's gid
+	User       string    `json:"user"`
+	ClientAddr string    `json:"client_addr"`
+	State      string    `json:"state"`
+	Since      time.Time `json:"since"`
+	Age        float64   `json:"age_seconds"`
+	// Old is whether it is past pgsql.OldSnapshotAfter, and so a problem.
+	Old           bool  `json:"old"`
+	TableBytes    int64 `json:"users_table_bytes"`
+	ExpectedBytes int64 `json:"users_expected_bytes"` // for its users, were pruning working
+}
+
+// statusChecks are what /status reads beside the state.
+type statusChecks struct {
+	state    pgsql.State
+	problems []pgsql.Problem
+	horizon  pgsql.Horizon
 }
 
 // status reports the cycle as every replica sees it in the database, and
@@ -77,18 +118,40 @@ type statusBody struct {
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := a.dbContext(r)
 	defer cancel()
-	st, err := pgsql.RetryRead(ctx, a.cfg.Pool.Reset, func(ctx context.Context) (pgsql.State, error) {
-		return pgsql.ReadState(ctx, a.cfg.Pool)
+	sc, err := pgsql.RetryRead(ctx, a.cfg.Pool.Reset, func(ctx context.Context) (statusChecks, error) {
+		var sc statusChecks
+		var err error
+		if sc.state, err = pgsql.ReadState(ctx, a.cfg.Pool); err != nil {
+			return sc, err
+		}
+		if sc.problems, err = pgsql.CheckState(ctx, a.cfg.Pool); err != nil {
+			return sc, err
+		}
+		sc.horizon, err = pgsql.ReadHorizon(ctx, a.cfg.Pool)
+		return sc, err
 	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
+	st := sc.state
 	leader, problem := a.cfg.Replica.LeaderStatus()
 	writeJSON(w, http.StatusOK, statusBody{
 		Mode: st.ClusterMode, Leader: leader, LeaderProblem: problem,
 		Cycle: st.Cycle, CycleMode: st.Mode, CycleStartedAt: st.StartedAt, Floor: st.Floor,
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,
 		LastCycle: st.LastDuration, FinishedAt: st.FinishedAt,
+		Problems: details(sc.problems), OldestSnapshot: snapshotOf(sc.horizon),
 	})
+}
+
+// snapshotOf is the horizon's oldest snapshot for /status, nil if none.
+func snapshotOf(h pgsql.Horizon) *snapshotBody {
+	s := h.Oldest
+	if s == nil {
+		return nil
+	}
+	return &snapshotBody{Holder: s.Holder, PID: s.PID, Name: s.Name, User: s.User, ClientAddr: s.Client,
+		State: s.State, Since: s.Since, Age: s.Age.Seconds(), Old: s.Age > pgsql.OldSnapshotAfter,
+		TableBytes: h.TableBytes, ExpectedBytes: h.ExpectedBytes}
 }
