@@ -36,10 +36,10 @@ type Snapshot struct {
 	// Name is the session's application_name, the prepared transaction's
 	// gid or the slot's name.
 	Name string
-	PID  int // the session's, or the walsender's using the slot; else 0
+	PID  int // the session's; 0 for the others
 	// User, Client and State are the session's role, client address and
 	// state (active, idle in transaction, …); a prepared transaction's
-	// owner; a slot's state (active or inactive).
+	// owner; "inactive" for a slot.
 	User, Client, State string
 	// Since is when the session's transaction started (its snapshot is
 	// no older) or the transaction was prepared; zero for a slot, of which
@@ -92,7 +92,7 @@ const horizonSQL = `
 			WHERE p.database = current_database()
 		) timed ORDER BY since LIMIT 1)
 		UNION ALL
-		SELECT 2, $3::text, s.slot_name::text, coalesce(s.active_pid, 0), '', '', 'inactive', NULL, age(s.xmin)::bigint
+		SELECT 2, $3::text, s.slot_name::text, 0, '', '', 'inactive', NULL, age(s.xmin)::bigint
 		FROM pg_replication_slots s
 		WHERE s.xmin IS NOT NULL AND NOT s.active
 	)
