@@ -55,6 +55,11 @@ func (u *Updater) lead(ctx context.Context, term int64) error {
 			u.log.Warn("another leader started the cycle", slog.Int64("cycle", cycle))
 		case pgsql.IsConnError(err):
 			u.log.Warn("cycle failed: database unreachable", slog.Int64("cycle", cycle), slog.Any("err", err))
+		case pgsql.OutOfResources(err) != "":
+			// Every replica would fail the same way: not counted against this leader.
+			ls.failedCycle = cycle
+			u.log.Error("cycle failed: database out of resources", slog.String("problem", u.cfg.Metrics.CountDatabaseError(err)),
+				slog.Int64("cycle", cycle), slog.Any("err", err))
 		default:
 			failed++
 			ls.failedCycle = cycle
@@ -234,6 +239,10 @@ func (u *Updater) reportDamage(ctx context.Context) {
 	}
 	u.cfg.Metrics.SetProblems(problems)
 	for _, p := range problems {
+		if !p.Damage() {
+			u.log.Warn("database problem", slog.String("check", p.Check), slog.String("problem", p.Detail))
+			continue
+		}
 		u.log.Error("database damaged", slog.String("check", p.Check), slog.String("problem", p.Detail))
 	}
 }

@@ -62,7 +62,7 @@ func serveUntilDone(ctx context.Context, s server) error {
 	defer stopUpdater()
 	var bg sync.WaitGroup
 	bg.Go(func() {
-		if !prepare(uctx, s.pool, s.log) {
+		if !prepare(uctx, s.pool, s.upd, s.log) {
 			return
 		}
 		var run sync.WaitGroup
@@ -127,12 +127,15 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) (*http.Serve
 // prepare waits for the database, then migrates it and repairs what it
 // can, retrying every second at most, with a warning at most every 5 s.
 // It reports false if ctx ended first.
-func prepare(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) bool {
+func prepare(ctx context.Context, pool *pgxpool.Pool, upd *updater.Updater, log *slog.Logger) bool {
 	var warned time.Time
 	err := retry(ctx, 365*24*time.Hour, func() error {
 		err := ping(ctx, pool)
 		if err == nil {
 			err = pgsql.Migrate(ctx, pool, 0, log)
+		}
+		if pgsql.PoolerRefusal(err) {
+			upd.CannotLead(pgsql.PoolerProblem) // and cannot migrate: said in /readyz
 		}
 		if err != nil && ctx.Err() == nil && time.Since(warned) >= 5*time.Second {
 			warned = time.Now()

@@ -86,7 +86,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	m := metrics.New()
 	b := readBuildInfo()
 	if err := errors.Join(m.RegisterPool("query", pool), m.RegisterPool("updater", upool),
-		m.RegisterBuildInfo(b.Version, b.Revision, b.GoVersion)); err != nil {
+		m.RegisterHorizon(pool), m.RegisterBuildInfo(b.Version, b.Revision, b.GoVersion)); err != nil {
 		return err
 	}
 	if !isSet(fs, "mode") {
