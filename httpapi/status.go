@@ -70,6 +70,13 @@ type statusBody struct {
 	BucketsTotal   int        `json:"buckets_total"`
 	LastCycle      *float64   `json:"last_cycle_seconds"` // the last finished cycle's duration
 	FinishedAt     *time.Time `json:"cycle_finished_at"`
+
+	// The cache's clock and listener: the database's clock less this
+	// replica's and how far the truth may be from it (null before the
+	// first measurement), and whether the change listener is proven alive.
+	ClockOffset      *float64 `json:"clock_offset_seconds"`
+	ClockUncertainty *float64 `json:"clock_uncertainty_seconds"`
+	ListenerUp       bool     `json:"listener_up"`
 }
 
 // status reports the cycle as every replica sees it in the database, and
@@ -85,10 +92,16 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	leader, problem := a.cfg.Replica.LeaderStatus()
-	writeJSON(w, http.StatusOK, statusBody{
+	body := statusBody{
 		Mode: st.ClusterMode, Leader: leader, LeaderProblem: problem,
 		Cycle: st.Cycle, CycleMode: st.Mode, CycleStartedAt: st.StartedAt, Floor: st.Floor,
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,
 		LastCycle: st.LastDuration, FinishedAt: st.FinishedAt,
-	})
+		ListenerUp: a.live.up.Load(),
+	}
+	if offset, uncertainty, ok := a.clock.Offset(); ok {
+		o, u := offset.Seconds(), uncertainty.Seconds()
+		body.ClockOffset, body.ClockUncertainty = &o, &u
+	}
+	writeJSON(w, http.StatusOK, body)
 }
