@@ -13,6 +13,7 @@ import (
 
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/metrics"
+	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
 )
 
@@ -92,8 +93,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	// dbClock is the process's one measure of the database's clock (run
+	// in the background by serveUntilDone): the cache decides its reuse
+	// window on it, and the updater is to publish and sleep on the same
+	// clock (pass it as the updater's clock once updater.Config takes one).
+	dbClock := pgsql.NewClock(nil)
 	api, err := httpapi.New(httpapi.Config{Pool: pool, Logger: log, Metrics: m, Replica: upd,
-		NoCache: !*useCache, CacheMaxAge: *maxAge})
+		NoCache: !*useCache, CacheMaxAge: *maxAge, Clock: dbClock})
 	if err != nil {
 		return err
 	}
@@ -110,6 +116,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		slog.String("database", fmt.Sprintf("%s@%s/%s", dbc.User, net.JoinHostPort(dbc.Host, strconv.Itoa(int(dbc.Port))), dbc.Database)))
 	return serveUntilDone(ctx, server{
 		addr: *addr, debugAddr: *debugAddr, shutdownDelay: *delay,
-		api: api, upd: upd, pool: pool, log: log,
+		api: api, upd: upd, pool: pool, clock: dbClock, log: log,
 	})
 }
