@@ -50,13 +50,15 @@ type liveness struct {
 	connected atomic.Int64             // when the current connection was made, since epoch; 0 none
 	conn      atomic.Pointer[pgx.Conn] // the current connection, to close when it goes silent
 	up        atomic.Bool              // as last reported
+	kick      chan struct{}            // sends a heartbeat now: the listener has just begun to listen
 }
 
 func newLiveness(c *cache, gauge prometheus.Gauge, log *slog.Logger) *liveness {
 	id := make([]byte, 8)
 	_, _ = rand.Read(id) // never fails (crypto/rand)
 	gauge.Set(0)
-	return &liveness{channel: "pointsd_heartbeat_" + hex.EncodeToString(id), epoch: time.Now(), cache: c, gauge: gauge, log: log}
+	return &liveness{channel: "pointsd_heartbeat_" + hex.EncodeToString(id), epoch: time.Now(), cache: c, gauge: gauge, log: log,
+		kick: make(chan struct{}, 1)}
 }
 
 // since returns the monotonic time since epoch.
@@ -92,21 +94,33 @@ func (l *liveness) HandleNotification(_ context.Context, n *pgconn.Notification,
 	return nil
 }
 
-// run sends a heartbeat every heartbeatEvery, until ctx ends, and reports
-// the listener down when none was heard in time, closing its connection
-// so that it reconnects.
+// HandleBacklog runs once the listener listens on the heartbeat channel
+// (at every connect): a heartbeat sent now proves it at once.
+func (l *liveness) HandleBacklog(context.Context, string, *pgx.Conn) error {
+	select {
+	case l.kick <- struct{}{}:
+	default: // one is due already
+	}
+	return nil
+}
+
+// run sends a heartbeat every heartbeatEvery, and at once when the
+// listener (re)connects, until ctx ends. It reports the listener down
+// when none was heard in time, closing its connection so that it
+// reconnects.
 func (l *liveness) run(ctx context.Context, db pgsql.DBTX) {
 	tick := time.NewTicker(heartbeatEvery)
 	defer tick.Stop()
 	for {
-		hctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
-		_ = pgsql.Notify(hctx, db, l.channel, strconv.FormatInt(l.since(), 10)) // a heartbeat not sent is not heard
-		cancel()
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-l.kick:
 		}
+		hctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+		_ = pgsql.Notify(hctx, db, l.channel, strconv.FormatInt(l.since(), 10)) // a heartbeat not sent is not heard
+		cancel()
 		now := l.since()
 		if now-max(l.heard.Load(), l.connected.Load()) > int64(listenerDeadline) {
 			if conn := l.conn.Swap(nil); conn != nil {
