@@ -110,6 +110,13 @@ type statusBody struct {
 	// OldestSnapshot is the oldest snapshot a session or prepared
 	// transaction holds; null when none does.
 	OldestSnapshot *snapshotBody `json:"oldest_snapshot"`
+
+	// The cache's clock and listener: the database's clock less this
+	// replica's and how far the truth may be from it (null before the
+	// first measurement), and whether the change listener is proven alive.
+	ClockOffset      *float64 `json:"clock_offset_seconds"`
+	ClockUncertainty *float64 `json:"clock_uncertainty_seconds"`
+	ListenerUp       bool     `json:"listener_up"`
 }
 
 // snapshotBody is a pgsql.Snapshot in /status, with the users table's
@@ -174,9 +181,14 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,
 		LastCycle: st.LastDuration, FinishedAt: st.FinishedAt,
 		Problems: details(sc.problems), OldestSnapshot: snapshotOf(sc.horizon),
+		ListenerUp: a.live.up.Load(),
 	}
 	if sc.pooled {
 		body.Pooler = pooledQueries
+	}
+	if offset, uncertainty, ok := a.clock.Offset(); ok {
+		o, u := offset.Seconds(), uncertainty.Seconds()
+		body.ClockOffset, body.ClockUncertainty = &o, &u
 	}
 	writeJSON(w, http.StatusOK, body)
 }

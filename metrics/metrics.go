@@ -62,6 +62,13 @@ type Metrics struct {
 
 	// HTTPDuration times requests by chi route pattern, method and status.
 	HTTPDuration *prometheus.HistogramVec
+
+	// The cache's clock and listener (issue 17). The clock's offset is
+	// registered with RegisterClock (see clock.go).
+	//
+	// ListenerUp is 1 while the change listener is proven alive: a
+	// heartbeat it NOTIFYs itself came back within the deadline.
+	ListenerUp prometheus.Gauge
 }
 
 // New builds the registry with pointsd's instruments and the Go runtime and
@@ -156,6 +163,13 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+
+	// The cache's clock and listener (issue 17).
+	m.ListenerUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pointsd_listener_up",
+		Help: "1 while this replica's change listener is proven alive (its heartbeat NOTIFY came back in time), else 0: answers are then reused only briefly.",
+	})
+	m.Registry.MustRegister(m.ListenerUp)
 	m.LeaderEligible.Set(1)
 	for _, c := range pgsql.AllChecks {
 		m.StateProblems.WithLabelValues(c)

@@ -209,7 +209,6 @@ func pooled(ctx context.Context, conn *pgx.Conn) (string, error) {
 	return pgsql.PoolerProblem, nil
 }
 
-
 // CannotLead records why this replica cannot lead before Run could find
 // out itself: serve's migration failed for that reason (a pooler refused
 // the direct connection). /status and /readyz show it.

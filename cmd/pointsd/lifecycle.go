@@ -28,12 +28,14 @@ type server struct {
 	api             *httpapi.API
 	upd             *updater.Updater
 	pool            *pgxpool.Pool // a direct pool, to migrate with (a transaction pooler would strand the migration lock)
+	clock           *pgsql.Clock  // the database's clock, synced on pool from the start
 	log             *slog.Logger
 }
 
-// serveUntilDone listens, prepares the database and runs the updater and
-// the change listener beside the HTTP server until ctx ends; then it turns
-// /readyz 503, stops the updater, waits the shutdown delay and drains.
+// serveUntilDone listens, prepares the database and runs the updater, the
+// change listener and the database clock's syncs beside the HTTP server
+// until ctx ends; then it turns /readyz 503, stops the updater, waits the
+// shutdown delay and drains.
 func serveUntilDone(ctx context.Context, s server) error {
 	srv := &http.Server{
 		Handler:           s.api,
@@ -61,6 +63,7 @@ func serveUntilDone(ctx context.Context, s server) error {
 	uctx, stopUpdater := context.WithCancel(ctx)
 	defer stopUpdater()
 	var bg sync.WaitGroup
+	bg.Go(func() { s.clock.Run(uctx, s.pool, pgsql.ClockSyncEvery) })
 	bg.Go(func() {
 		if !prepare(uctx, s.pool, s.upd, s.log) {
 			return
