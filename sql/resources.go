@@ -42,15 +42,14 @@ var outOfWhat = map[string]string{
 // replica's: every replica would meet it, so it is no reason for a leader
 // to step down, and it passes only when an operator frees the resource.
 func OutOfResources(err error) string {
-	code := resourceCode(err)
-	switch {
-	case code == "":
+	switch resourceCode(err) {
+	case "":
 		return ""
-	case code == pgerrcode.DiskFull:
+	case pgerrcode.DiskFull:
 		return OutOfDisk
-	case code == pgerrcode.OutOfMemory:
+	case pgerrcode.OutOfMemory:
 		return OutOfMemory
-	case code == pgerrcode.ConfigurationLimitExceeded:
+	case pgerrcode.ConfigurationLimitExceeded:
 		return OutOfConfiguredLimit
 	default:
 		return OutOfResourcesOther
