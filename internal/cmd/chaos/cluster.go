@@ -119,7 +119,8 @@ func (c *cluster) close() {
 }
 
 // resetDB drops and recreates the database, then has pointsd migrate it and
-// seed it with users, and installs the cycle history (history.go).
+// seed it with users, and installs the cycle history (history.go) and the
+// truth record (truth.go).
 func (c *cluster) resetDB(ctx context.Context, pointsd string, users int64) error {
 	if c.db != nil {
 		c.db.Close()
@@ -155,7 +156,10 @@ func (c *cluster) resetDB(ctx context.Context, pointsd string, users int64) erro
 	if c.db, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return err
 	}
-	return installHistory(ctx, c.db)
+	if err := installHistory(ctx, c.db); err != nil {
+		return err
+	}
+	return installTruth(ctx, c.db)
 }
 
 // runPointsd runs a pointsd command against dbURL and returns what it

@@ -41,6 +41,11 @@ func newEnv(ctx context.Context, c config) (*env, error) {
 	if err := os.RemoveAll(e.logDir); err != nil {
 		return nil, err
 	}
+	// The server runs as the postgres user when the harness is root: it
+	// must be able to enter the working folder to reach its cluster.
+	if err := os.MkdirAll(c.dir, 0o755); err != nil { //nolint:gosec // see above
+		return nil, err
+	}
 	if err := os.MkdirAll(e.logDir, 0o750); err != nil {
 		return nil, err
 	}
@@ -125,6 +130,11 @@ func (e *env) damage(ctx context.Context) string {
 	}
 	if !historyInstalled(ctx, db) {
 		if err := installHistory(ctx, db); err != nil {
+			return err.Error()
+		}
+	}
+	if !truthInstalled(ctx, db) {
+		if err := installTruth(ctx, db); err != nil {
 			return err.Error()
 		}
 	}
