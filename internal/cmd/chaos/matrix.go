@@ -24,5 +24,10 @@ func scenarios() []scenario {
 		{"damage-partition", "a users partition dropped", damage("partition")},
 		{"damage-cycle-state", "the cycle_state row deleted", damage("cycle-state")},
 		{"damage-cycle-backwards", "the cycle number set 5 back", damage("cycle-backwards")},
+		{"leader-sigstop-rolling", "leader SIGSTOPped 30 s mid rolling cycle, then SIGCONT", leaderSigstop("rolling")},
+		{"leader-sigstop-strict", "leader SIGSTOPped 30 s mid strict cycle, then SIGCONT", leaderSigstop("strict")},
+		{"netns-blackhole-rolling", "the leader's network dropped 30 s mid bucket (netns, no reset)", netnsBlackhole("rolling")},
+		{"netns-blackhole-strict", "the leader's network dropped 30 s mid strict transaction (netns, no reset)", netnsBlackhole("strict")},
+		{"tcp-freeze", "the leader's path to PostgreSQL frozen 30 s (no byte, no reset)", tcpFreeze},
 	}
 }
