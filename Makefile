@@ -65,7 +65,12 @@ bench-scale: build
 
 # Runs the fault matrix against pointsd on a cluster of its own (never
 # DATABASE_URL's) and rewrites docs/RELIABILITY.md; about 8 minutes.
+# The gray-failure scenarios need root (a network namespace), iptables and
+# pgbouncer, installed here when missing.
 chaos: build
+	@command -v iptables >/dev/null && command -v pgbouncer >/dev/null || { echo "installing iptables and pgbouncer"; \
+		apt-get install -y -qq iptables pgbouncer >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq iptables pgbouncer >/dev/null; }; }
 	$(GO) build -o bin/chaos ./internal/cmd/chaos
 	env -u DATABASE_URL bin/chaos -pointsd $(BIN) -dir .data/chaos -out docs
 

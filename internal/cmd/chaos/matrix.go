@@ -28,6 +28,7 @@ func scenarios() []scenario {
 		{"leader-sigstop-strict", "leader SIGSTOPped 30 s mid strict cycle, then SIGCONT", leaderSigstop("strict")},
 		{"netns-blackhole-rolling", "the leader's network dropped 30 s mid bucket (netns, no reset)", netnsBlackhole("rolling")},
 		{"netns-blackhole-strict", "the leader's network dropped 30 s mid strict transaction (netns, no reset)", netnsBlackhole("strict")},
+		{"pgbouncer-2-replicas", "two replicas behind PgBouncer (transaction mode), direct URL for the lock", pgbouncerReplicas},
 		{"tcp-freeze", "the leader's path to PostgreSQL frozen 30 s (no byte, no reset)", tcpFreeze},
 	}
 }
