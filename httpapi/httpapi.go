@@ -22,7 +22,11 @@ import (
 
 // Config is what the API needs. Zero durations take the defaults.
 type Config struct {
-	Pool    *pgxpool.Pool // the query pool
+	Pool *pgxpool.Pool // the query pool, which may go through a transaction pooler
+	// Direct is a pool on PostgreSQL itself, whose settings LISTEN
+	// connects with: a transaction pooler would not deliver notifications.
+	// Nil: Pool's.
+	Direct  *pgxpool.Pool
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 	// Replica reports this replica's part in the cluster for /status.

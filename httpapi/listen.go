@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"strconv"
@@ -23,8 +24,8 @@ func (a *API) Listen(ctx context.Context) {
 	failed := &sampledLog{logger: a.log, level: slog.LevelWarn, msg: "change listener", interval: 10 * time.Second}
 	l := &pgxlisten.Listener{
 		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			cfg := a.cfg.Pool.Config().ConnConfig.Copy()
-			cfg.RuntimeParams["application_name"] = "pointsd-listen"
+			cfg := cmp.Or(a.cfg.Direct, a.cfg.Pool).Config().ConnConfig.Copy()
+			cfg.RuntimeParams["application_name"] = pgsql.ListenSession
 			return pgx.ConnectConfig(ctx, cfg)
 		},
 		LogError: func(ctx context.Context, err error) {

@@ -49,6 +49,9 @@ type Metrics struct {
 	// LeaderEligible is 0 while this replica cannot do the leader's work
 	// (a role that may only read, a standby) and so does not campaign.
 	LeaderEligible prometheus.Gauge
+	// LeaderEvictions counts the stale leaders this replica evicted: a
+	// leader that held the lock but stopped renewing its lease.
+	LeaderEvictions prometheus.Counter
 	// StateProblems counts, by check, the damage the last check found in
 	// the database (see pgsql.CheckState): anything but 0 needs an operator.
 	StateProblems *prometheus.GaugeVec
@@ -121,6 +124,10 @@ func New() *Metrics {
 			Name: "pointsd_qualifying_floor",
 			Help: "The qualifying floor this replica last saw: queries return points above it.",
 		}),
+		LeaderEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pointsd_leader_evictions_total",
+			Help: "Leaders this replica evicted because they held the leader lock but stopped renewing their lease (paused, or cut off).",
+		}),
 		LeaderEligible: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pointsd_leader_eligible",
 			Help: "1 while this replica can do the leader's work and campaigns for it, 0 while it cannot (see /status).",
@@ -137,7 +144,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.CycleDuration, m.CycleWork, m.LastCycleSuccess, m.ClusterMode, m.CyclePeriod, m.BucketDuration, m.RowsUpdated, m.CycleOverruns,
-		m.CycleLateStarts, m.CyclesSkipped, m.CycleSpread, m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.StateProblems, m.HTTPDuration,
+		m.CycleLateStarts, m.CyclesSkipped, m.CycleSpread, m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.LeaderEvictions, m.StateProblems, m.HTTPDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

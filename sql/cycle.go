@@ -92,6 +92,10 @@ type Cycle struct {
 	Schedule
 	Seed int64
 	Mode string
+	// Term is the leadership term the cycle is written under (see
+	// TakeTerm): every write checks it is still the current one. 0 for a
+	// cycle run by hand (pointsd cycle), which no term fences.
+	Term int64
 }
 
 // StartCycle publishes c's floor and seed, if c is numbered after the
@@ -118,31 +122,37 @@ func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
 			UPDATE cycle_state
 			SET cycle = $1, floor = $2, seed = $3, mode = $4, period_ms = $5, started_at = $6, finished_at = NULL,
 			    next_start = $9, spread_ms = $10
-			WHERE cycle < $1
+			WHERE cycle < $1 AND `+fence("$11")+`
 			RETURNING cycle
 		)
 		SELECT pg_notify($7, $8) FROM started`,
-		c.Cycle, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets), next, spread)
+		c.Cycle, c.Floor, c.Seed, c.Mode, period, c.StartedAt, ChangesChannel, strconv.Itoa(AllBuckets), next, spread, c.Term)
 	if err != nil {
 		return false, fmt.Errorf("start cycle %d: %w", c.Cycle, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	if tag.RowsAffected() == 0 {
+		return false, checkTerm(ctx, db, c.Term)
+	}
+	return true, nil
 }
 
 // FinishCycle records that cycle ended, how long it took and, for a
 // rolling cycle, its slowest bucket (bucketMax; 0 for a strict cycle keeps
 // the last rolling cycle's).
-func FinishCycle(ctx context.Context, db DBTX, cycle int64, took, bucketMax time.Duration) error {
+func FinishCycle(ctx context.Context, db DBTX, cycle, term int64, took, bucketMax time.Duration) error {
 	var slowest *float64
 	if bucketMax > 0 {
 		s := bucketMax.Seconds()
 		slowest = &s
 	}
-	_, err := db.Exec(ctx, `
+	tag, err := db.Exec(ctx, `
 		UPDATE cycle_state SET finished_at = now(), last_duration = $2, last_bucket_max = coalesce($3, last_bucket_max)
-		WHERE cycle = $1`, cycle, took.Seconds(), slowest)
+		WHERE cycle = $1 AND `+fence("$4"), cycle, took.Seconds(), slowest, term)
 	if err != nil {
 		return fmt.Errorf("finish cycle %d: %w", cycle, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return checkTerm(ctx, db, term)
 	}
 	return nil
 }
@@ -181,22 +191,30 @@ func Buckets(ctx context.Context, db DBTX) ([]Bucket, error) {
 	})
 }
 
-// DrawBucket re-draws bucket b's users for cycle with seed, inside tx. The
-// bucket is claimed first: if some transaction already rewrote it for this
-// cycle (another leader, or a retry after a lost commit acknowledgement),
+// DrawBucket re-draws bucket b's users for cycle c, inside tx. The bucket
+// is claimed first: if some transaction already rewrote it for this cycle
+// (another leader, or a retry after a lost commit acknowledgement),
 // nothing is done and claimed is false. A bucket is therefore rewritten
-// exactly once per cycle, and wholly or not at all.
-func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, cycle, seed int64) (rows int64, claimed bool, err error) {
+// exactly once per cycle, and wholly or not at all. The claim holds only
+// while c is the current cycle and c.Term the current term: an evicted
+// leader that wakes up gets ErrDeposed and writes nothing.
+func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, c Cycle) (rows int64, claimed bool, err error) {
 	tag, err := tx.Exec(ctx, `
 		UPDATE buckets SET cycle = $1, seed = $3, updated_at = now()
-		WHERE bucket = $2 AND cycle < $1`, cycle, b.Index, seed)
+		WHERE bucket = $2 AND cycle < $1 AND $1 = (SELECT cycle FROM cycle_state) AND `+fence("$4"),
+		c.Cycle, b.Index, c.Seed, c.Term)
 	if err != nil {
 		return 0, false, fmt.Errorf("claim bucket %d: %w", b.Index, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return 0, false, nil
+		return 0, false, checkTerm(ctx, tx, c.Term)
 	}
-	if rows, err = UpdatePartition(ctx, tx, b.Partition, seed); err != nil {
+	if rows, err = UpdatePartition(ctx, tx, b.Partition, c.Seed); err != nil {
+		return 0, false, err
+	}
+	// Checked again at the end: the term may have changed while the
+	// partition was rewritten (the new leader also ends this session).
+	if err = checkTerm(ctx, tx, c.Term); err != nil {
 		return 0, false, err
 	}
 	if _, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ChangesChannel, strconv.Itoa(b.Index)); err != nil {
@@ -218,5 +236,31 @@ func DrawAll(ctx context.Context, tx pgx.Tx, c Cycle) (rows int64, started bool,
 	if _, err = tx.Exec(ctx, `UPDATE buckets SET cycle = $1, seed = $2, updated_at = now()`, c.Cycle, c.Seed); err != nil {
 		return 0, false, fmt.Errorf("mark buckets: %w", err)
 	}
+	if err = checkTerm(ctx, tx, c.Term); err != nil {
+		return 0, false, err
+	}
 	return rows, true, nil
+}
+
+// fence is the condition under which a write of term's leader may happen:
+// term is still the current leadership term (0: unfenced, a cycle run by
+// hand). param is term's placeholder.
+func fence(param string) string {
+	return `(` + param + `::bigint = 0 OR EXISTS (SELECT FROM leader_lease WHERE term = ` + param + `))`
+}
+
+// checkTerm returns ErrDeposed when term (not 0) is no longer the current
+// leadership term.
+func checkTerm(ctx context.Context, db DBTX, term int64) error {
+	if term == 0 {
+		return nil
+	}
+	var current bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM leader_lease WHERE term = $1)`, term).Scan(&current); err != nil {
+		return fmt.Errorf("check the leader term: %w", err)
+	}
+	if !current {
+		return ErrDeposed
+	}
+	return nil
 }

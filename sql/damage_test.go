@@ -102,7 +102,7 @@ func drawAll(t *testing.T, pool *pgxpool.Pool, n int64) {
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := pgsql.FinishCycle(ctx, pool, i, time.Second, 0); err != nil {
+		if err := pgsql.FinishCycle(ctx, pool, i, 0, time.Second, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

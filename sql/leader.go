@@ -2,7 +2,11 @@ package pgsql
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // leaderLockID is the session advisory lock whose holder is the leader.
@@ -18,16 +22,20 @@ func TryLeaderLock(ctx context.Context, db DBTX) (bool, error) {
 	return ok, nil
 }
 
+// lockHolderPID is the server process id of the session holding the leader
+// lock, NULL when nobody leads; param is the placeholder of leaderLockID.
+func lockHolderPID(param string) string {
+	return `(SELECT max(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted
+		  AND classid = (` + param + `::bigint >> 32)::oid AND objid = (` + param + `::bigint & 4294967295)::oid
+		  AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))`
+}
+
 // LeaderPID returns the server process id of the session holding the leader
 // lock, or 0 when nobody leads.
 func LeaderPID(ctx context.Context, db DBTX) (int, error) {
 	var pid int
-	err := db.QueryRow(ctx, `
-		SELECT coalesce(max(pid), 0) FROM pg_locks
-		WHERE locktype = 'advisory' AND granted
-		  AND classid = ($1::bigint >> 32)::oid AND objid = ($1::bigint & 4294967295)::oid
-		  AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-		int64(leaderLockID)).Scan(&pid)
+	err := db.QueryRow(ctx, `SELECT coalesce(`+lockHolderPID("$1")+`, 0)`, int64(leaderLockID)).Scan(&pid)
 	if err != nil {
 		return 0, fmt.Errorf("find leader: %w", err)
 	}
@@ -56,4 +64,122 @@ func CanLead(ctx context.Context, db DBTX) (string, error) {
 		return "", fmt.Errorf("check leader privileges: %w", err)
 	}
 	return why, nil
+}
+
+// ErrDeposed is returned by a fenced write when another leader has taken a
+// later term: this one was evicted (paused, or cut off) and must stop.
+var ErrDeposed = errors.New("deposed: another replica leads under a later term")
+
+// Session names. Every session of a replica is named after its instance,
+// so that a follower evicting a stale leader can end exactly its sessions.
+const (
+	LeaderSession  = "pointsd-leader"  // the leader lock's own connection
+	UpdaterSession = "pointsd-updater" // the updater's pool: cycles and buckets
+	ListenSession  = "pointsd-listen"  // LISTEN for the answer caches
+	QuerySession   = "pointsd"         // the query pool
+)
+
+// SessionName is the application_name of instance's session of kind.
+func SessionName(kind, instance string) string {
+	if instance == "" {
+		return kind
+	}
+	return kind + "/" + instance
+}
+
+// TakeTerm starts a new leadership term for holder, which must hold the
+// leader lock, and ends the sessions of the previous holder's updater:
+// a transaction it left open (its host cut off, its process paused) would
+// otherwise keep its row locks until TCP gives up, minutes later. It
+// returns the new term and the sessions it ended.
+func TakeTerm(ctx context.Context, db DBTX, holder string) (term int64, ended int, err error) {
+	err = db.QueryRow(ctx, `
+		WITH prev AS (SELECT holder FROM leader_lease FOR UPDATE),
+		taken AS (
+			INSERT INTO leader_lease AS l (term, holder, renewed_at) VALUES (1, $1, now())
+			ON CONFLICT (singleton) DO UPDATE SET term = l.term + 1, holder = $1, renewed_at = now()
+			RETURNING term
+		)
+		SELECT (SELECT term FROM taken),
+		       (SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))
+		        FROM pg_stat_activity a, prev
+		        WHERE prev.holder NOT IN ('', $1)
+		          AND a.application_name IN ($2 || '/' || prev.holder, $3 || '/' || prev.holder))::int`,
+		holder, LeaderSession, UpdaterSession).Scan(&term, &ended)
+	if err != nil {
+		return 0, 0, fmt.Errorf("take a leader term: %w", err)
+	}
+	return term, ended, nil
+}
+
+// RenewLease proves that term's leader is alive, on the database's clock.
+// It reports false when the term is no longer the current one.
+func RenewLease(ctx context.Context, db DBTX, term int64) (bool, error) {
+	tag, err := db.Exec(ctx, `UPDATE leader_lease SET renewed_at = now() WHERE term = $1`, term)
+	if err != nil {
+		return false, fmt.Errorf("renew the leader lease: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Lease is the leader lease as a follower sees it.
+type Lease struct {
+	Term   int64  `db:"term"`
+	Holder string `db:"holder"`
+	// Age is how long ago it was renewed, on the database's clock.
+	Age time.Duration `db:"age"`
+	// LockHolder is the application_name of the session holding the
+	// leader lock, "" when nobody holds it.
+	LockHolder string `db:"lock_holder"`
+}
+
+// ReadLease returns the leader lease and who holds the leader lock.
+func ReadLease(ctx context.Context, db DBTX) (Lease, error) {
+	rows, err := db.Query(ctx, `
+		SELECT l.term, l.holder, now() - l.renewed_at AS age,
+		       coalesce((SELECT a.application_name FROM pg_stat_activity a WHERE a.pid = `+lockHolderPID("$1")+`), '') AS lock_holder
+		FROM leader_lease l`, int64(leaderLockID))
+	if err != nil {
+		return Lease{}, fmt.Errorf("read the leader lease: %w", err)
+	}
+	l, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Lease])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Lease{}, nil // migrated away or deleted: the next leader's TakeTerm restores it
+	}
+	if err != nil {
+		return Lease{}, fmt.Errorf("read the leader lease: %w", err)
+	}
+	return l, nil
+}
+
+// EvictLeader ends the sessions of a leader that holds the lock but has not
+// renewed its lease for longer than stale: a paused process, or a host cut
+// off without a reset, whose sessions the server would keep for minutes.
+// It acts only when the lock's session is the lease holder's (never on a
+// leader that does not renew leases, such as an older pointsd mid upgrade)
+// and the lease is still term's. It returns the sessions it ended, waiting
+// up to 2 s for each to be gone.
+func EvictLeader(ctx context.Context, db DBTX, term int64, stale time.Duration) (int, error) {
+	var ended int
+	err := db.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid, 2000))::int
+		FROM leader_lease l JOIN pg_stat_activity a
+		  ON a.application_name IN ($3 || '/' || l.holder, $4 || '/' || l.holder)
+		WHERE l.term = $1 AND l.holder <> '' AND now() - l.renewed_at > $2
+		  AND (SELECT application_name FROM pg_stat_activity WHERE pid = `+lockHolderPID("$5")+`) = $3 || '/' || l.holder`,
+		term, stale, LeaderSession, UpdaterSession, int64(leaderLockID)).Scan(&ended)
+	if err != nil {
+		return 0, fmt.Errorf("evict the stale leader: %w", err)
+	}
+	return ended, nil
+}
+
+// Pooled reports whether conn goes through a connection pooler: a pooler
+// gives its clients a process id of its own, never the server's.
+func Pooled(ctx context.Context, conn *pgx.Conn) (bool, error) {
+	var pid uint32
+	if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		return false, fmt.Errorf("check for a pooler: %w", err)
+	}
+	return pid != conn.PgConn().PID(), nil
 }

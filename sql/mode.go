@@ -42,15 +42,16 @@ func ClusterMode(ctx context.Context, db DBTX) (string, error) {
 // so that replicas can reuse answers until then, and returns the time that
 // stands: never earlier than one already published, on which replicas may
 // rely (another leader's, meanwhile). If another cycle has started, it
-// changes nothing and returns next.
-func PublishNextStart(ctx context.Context, db DBTX, cycle int64, next time.Time) (time.Time, error) {
+// changes nothing and returns next; if term is no longer current,
+// ErrDeposed.
+func PublishNextStart(ctx context.Context, db DBTX, cycle, term int64, next time.Time) (time.Time, error) {
 	var at time.Time
 	err := db.QueryRow(ctx, `
 		UPDATE cycle_state SET next_start = greatest(coalesce(next_start, $2), $2)
-		WHERE cycle = $1
-		RETURNING next_start`, cycle, next).Scan(&at)
+		WHERE cycle = $1 AND `+fence("$3")+`
+		RETURNING next_start`, cycle, next, term).Scan(&at)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return next, nil
+		return next, checkTerm(ctx, db, term)
 	}
 	if err != nil {
 		return next, fmt.Errorf("publish next start: %w", err)

@@ -101,8 +101,10 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) {
 	res := Result{Cycle: c.Cycle, Mode: Strict}
 	start := time.Now()
-	err := pgx.BeginFunc(ctx, u.cfg.Pool, func(tx pgx.Tx) error {
-		rows, started, err := pgsql.DrawAll(ctx, tx, c)
+	tctx, cancel := context.WithTimeout(ctx, strictTimeout(u.cfg.Period))
+	defer cancel()
+	err := pgx.BeginFunc(tctx, u.cfg.Pool, func(tx pgx.Tx) error {
+		rows, started, err := pgsql.DrawAll(tctx, tx, c)
 		if err == nil && !started {
 			err = ErrNotStarted
 		}
@@ -112,6 +114,9 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 	if err != nil {
 		if !errors.Is(err, ErrNotStarted) {
 			u.cfg.Metrics.UpdateErrors.Inc()
+		}
+		if lockBusy(err) {
+			err = fmt.Errorf("%w: %w", errLocked, err)
 		}
 		return res, fmt.Errorf("strict cycle %d: %w", c.Cycle, err)
 	}
@@ -154,30 +159,28 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 	// A resumed cycle keeps the slots its first leader published.
 	sched := partition.Schedule{Period: cmp.Or(c.Period, u.cfg.Period), Buckets: len(buckets), Spread: c.Spread}
 
-	jobs := make(chan pgsql.Bucket)
 	var (
-		wg     sync.WaitGroup
 		mu     sync.Mutex
 		errs   []error
 		rowsOK int64
 		times  []time.Duration
 	)
-	for range u.cfg.Workers {
-		wg.Go(func() {
-			for b := range jobs {
-				rows, took, err := u.drawBucket(ctx, c, b)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				} else if took > 0 {
-					rowsOK += rows
-					times = append(times, took)
-				}
-				mu.Unlock()
-			}
-		})
+	draw := func(b pgsql.Bucket) (again bool) {
+		rows, took, err := u.drawBucket(ctx, c, b)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, errLocked):
+			return true
+		case err != nil:
+			errs = append(errs, err)
+		case took > 0:
+			rowsOK += rows
+			times = append(times, took)
+		}
+		return false
 	}
-dispatch:
+	var todo []pgsql.Bucket
 	for _, b := range buckets {
 		if b.Cycle >= c.Cycle {
 			continue // resumed: already rewritten in this cycle
@@ -185,17 +188,30 @@ dispatch:
 		if b.Partition == nil {
 			continue // dropped by hand: reported by the damage check
 		}
-		if paced && !sleep(ctx, time.Until(sched.Slot(c.StartedAt, b.Index))) {
-			break
-		}
-		select {
-		case jobs <- b:
-		case <-ctx.Done():
-			break dispatch
-		}
+		todo = append(todo, b)
 	}
-	close(jobs)
-	wg.Wait()
+	// A bucket whose partition another session keeps locked (VACUUM FULL,
+	// CREATE INDEX) is put back, and tried again once the others are done,
+	// until the period is over: it must not hold up the rest.
+	deadline := c.StartedAt.Add(cmp.Or(c.Period, u.cfg.Period))
+	for pass := 0; len(todo) > 0 && ctx.Err() == nil; pass++ {
+		if pass > 0 {
+			if time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("%w: buckets %v still locked by another session at the end of the period", errLocked, indexes(todo)))
+				break
+			}
+			u.log.Warn("buckets locked by another session; trying them again", slog.Int64("cycle", c.Cycle), slog.Any("buckets", indexes(todo)))
+			if !sleep(ctx, lockRetryPause) {
+				break
+			}
+		}
+		todo = u.dispatch(ctx, todo, draw, func(b pgsql.Bucket) time.Time {
+			if !paced || pass > 0 {
+				return time.Time{}
+			}
+			return sched.Slot(c.StartedAt, b.Index)
+		})
+	}
 
 	res.Rows, res.Buckets, res.Took = rowsOK, len(times), time.Since(start)
 	for _, d := range times {
@@ -217,29 +233,86 @@ dispatch:
 	return res, u.finish(ctx, c, res)
 }
 
+// lockRetryPause is how long a cycle waits before it tries its locked
+// buckets again.
+const lockRetryPause = 500 * time.Millisecond
+
+// errLocked marks a failure to get a lock in time (lock_timeout): the lock
+// is another session's, and the work is tried again later.
+var errLocked = errors.New("lock held by another session")
+
+// dispatch hands buckets to the workers, each not before its slot (zero:
+// at once), and returns those draw asked to try again.
+func (u *Updater) dispatch(ctx context.Context, buckets []pgsql.Bucket, draw func(pgsql.Bucket) bool, slot func(pgsql.Bucket) time.Time) []pgsql.Bucket {
+	jobs := make(chan pgsql.Bucket)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var again []pgsql.Bucket
+	for range u.cfg.Workers {
+		wg.Go(func() {
+			for b := range jobs {
+				if draw(b) {
+					mu.Lock()
+					again = append(again, b)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+dispatch:
+	for _, b := range buckets {
+		if at := slot(b); !at.IsZero() && !sleep(ctx, time.Until(at)) {
+			break
+		}
+		select {
+		case jobs <- b:
+		case <-ctx.Done():
+			break dispatch
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	slices.SortFunc(again, func(a, b pgsql.Bucket) int { return a.Index - b.Index })
+	return again
+}
+
+func indexes(buckets []pgsql.Bucket) []int {
+	ix := make([]int, len(buckets))
+	for i, b := range buckets {
+		ix[i] = b.Index
+	}
+	return ix
+}
+
 // drawBucket rewrites one bucket in its own transaction, retried with backoff
 // for at most a period, and returns its rows and its successful
 // transaction's time (0 if another updater had rewritten it already). A
 // transaction in flight when ctx ends is given drainTimeout to commit or
-// roll back.
+// roll back; each attempt has a deadline. A lock it cannot get in time is
+// errLocked at once, for the cycle to try the bucket again later.
 func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket) (int64, time.Duration, error) {
 	type out struct {
 		rows int64
 		took time.Duration
 	}
 	attempt := func() (out, error) {
-		tctx, cancel := detach(ctx, drainTimeout)
+		dctx, cancel := detach(ctx, drainTimeout)
 		defer cancel()
+		tctx, cancelAttempt := context.WithTimeout(dctx, attemptTimeout(u.cfg.Period))
+		defer cancelAttempt()
 		var o out
 		var claimed bool
 		start := time.Now()
 		err := pgx.BeginFunc(tctx, u.cfg.Pool, func(tx pgx.Tx) error {
 			var err error
-			o.rows, claimed, err = pgsql.DrawBucket(tctx, tx, b, c.Cycle, c.Seed)
+			o.rows, claimed, err = pgsql.DrawBucket(tctx, tx, b, c)
 			return err
 		})
 		if err != nil {
 			u.cfg.Metrics.UpdateErrors.Inc()
+			if lockBusy(err) {
+				return o, backoff.Permanent(fmt.Errorf("%w: %w", errLocked, err))
+			}
 			if permanent(err) {
 				return o, backoff.Permanent(err)
 			}
@@ -268,11 +341,24 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 	return o.rows, o.took, nil
 }
 
+// attemptTimeout bounds one bucket transaction: a period, at least 10 s
+// (a bucket takes ~30 ms at 1M users, ~1.6 s at its slowest at 10M).
+func attemptTimeout(period time.Duration) time.Duration { return max(period, 10*time.Second) }
+
+// lockBusy reports whether err is a lock wait that ran out (lock_timeout).
+func lockBusy(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
+}
+
 // permanent reports whether err will recur however often the bucket is
 // retried: the role may not write (42501, 25006) or the schema is not what
 // the statement expects (the rest of class 42). Retrying those for a whole
-// period would only delay the report.
+// period would only delay the report. A deposed leader must stop at once.
 func permanent(err error) bool {
+	if errors.Is(err, pgsql.ErrDeposed) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || pgErr.Code == "25006")
 }
@@ -293,5 +379,5 @@ func (u *Updater) committed(rows int64, floor, bucket int) {
 func (u *Updater) finish(ctx context.Context, c pgsql.Cycle, res Result) error {
 	fctx, cancel := detach(ctx, drainTimeout)
 	defer cancel()
-	return pgsql.FinishCycle(fctx, u.cfg.Pool, c.Cycle, res.Took, res.BucketMax)
+	return pgsql.FinishCycle(fctx, u.cfg.Pool, c.Cycle, c.Term, res.Took, res.BucketMax)
 }

@@ -33,6 +33,11 @@ const (
 	EventCycleFailed
 	// EventFollowing: this replica gave up or lost the leader lock.
 	EventFollowing
+	// EventLeaseRenewed: the leader renewed its lease (every LeaderPoll).
+	EventLeaseRenewed
+	// EventEvicted: this replica ended the sessions of a leader whose
+	// lease went stale, to lead in its place.
+	EventEvicted
 )
 
 // emit tells Config.OnEvent, if set, of e.

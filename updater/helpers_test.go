@@ -32,6 +32,11 @@ func newUpdater(t *testing.T, pool *pgxpool.Pool, cfg updater.Config) (*updater.
 	if cfg.LeaderPoll == 0 {
 		cfg.LeaderPoll = 100 * time.Millisecond
 	}
+	if cfg.LeaseTimeout == 0 {
+		// Long, unless a test is about it: a busy test machine must not
+		// make a healthy leader look stale.
+		cfg.LeaseTimeout = 5 * time.Second
+	}
 	r := &recorder{changed: make(chan struct{})}
 	cfg.OnEvent = r.record
 	u, err := updater.New(cfg)
@@ -40,6 +45,23 @@ func newUpdater(t *testing.T, pool *pgxpool.Pool, cfg updater.Config) (*updater.
 	}
 	recorders.Store(u, r)
 	return u, m
+}
+
+// sessionPool is a pool on url configured as pointsd serve configures the
+// updater's: sessions named name, bounded by limits.
+func sessionPool(t *testing.T, url, name string, limits pgsql.Limits) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgsql.ConfigureSession(cfg.ConnConfig, name, true, limits)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // recorders holds each test updater's events.

@@ -110,7 +110,7 @@ func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
 	var key int64
 	if err := pool.QueryRow(ctx, `SELECT l.pid, (l.classid::bigint << 32) | l.objid::bigint
 		FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-		WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'pointsd-leader'
+		WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'pointsd-leader/%'
 		  AND a.datname = current_database()`).Scan(&leaderPID, &key); err != nil {
 		t.Fatal(err)
 	}

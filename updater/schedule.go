@@ -14,9 +14,9 @@ import (
 // lead runs cycles on the schedule until ctx ends (nil) or it fails
 // maxFailedCycles cycles in a row (the last error): an unfinished cycle is
 // resumed first, whenever it started, then a cycle starts on every boundary.
-func (u *Updater) lead(ctx context.Context) error {
+func (u *Updater) lead(ctx context.Context, term int64) error {
 	failed := 0
-	ls := leadState{failedCycle: -1}
+	ls := leadState{failedCycle: -1, term: term}
 	for ctx.Err() == nil {
 		cycle, mode, err := u.step(ctx, &ls)
 		switch {
@@ -33,6 +33,20 @@ func (u *Updater) lead(ctx context.Context) error {
 					slog.String("outcome", outcome), slog.Any("err", err))
 			}
 			return nil
+		case errors.Is(err, pgsql.ErrDeposed):
+			// Evicted while paused or cut off: another replica leads, and
+			// the fence kept this one from writing.
+			u.log.Warn("stepping down: another replica leads under a later term", slog.Int64("cycle", cycle), slog.Int64("term", ls.term))
+			return nil
+		case errors.Is(err, errLocked):
+			// Another session holds a lock the cycle needs (VACUUM FULL,
+			// an ALTER TABLE): nobody's fault here. A strict cycle did not
+			// start and is tried again; a rolling one is not resumed, so
+			// that its locked buckets do not hold up the next cycle, which
+			// rewrites them.
+			ls.failedCycle = cycle
+			u.log.Warn("cycle cut short by a lock another session holds", slog.Int64("cycle", cycle),
+				slog.String("mode", string(mode)), slog.Any("err", err))
 		case errors.Is(err, pgsql.ErrNoState):
 			u.log.Error("cannot run cycles", slog.Any("err", err))
 		case errors.Is(err, ErrNotStarted):
@@ -58,6 +72,7 @@ func (u *Updater) lead(ctx context.Context) error {
 
 // leadState is what a leader remembers from one step to the next.
 type leadState struct {
+	term        int64 // the leadership term every write is fenced by
 	failedCycle int64 // a cycle it failed, not resumed again
 	// finished is the last cycle it ran to the end itself: if that one
 	// overran, whether the next starts at once depends on by how much.
@@ -90,6 +105,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	if st.Cycle > 0 && st.FinishedAt == nil && st.Cycle != ls.failedCycle {
 		u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
 		c := cycleOf(st)
+		c.Term = ls.term
 		// On the schedule it was published with, unless that schedule
 		// cannot be true.
 		_, err := u.run(ctx, c, true, c.Period > 0 && !future)
@@ -132,7 +148,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	// leader published a later one meanwhile. A schedule in the future is
 	// overwritten by the start of this leader's cycle instead.
 	if !future {
-		if next, err = pgsql.PublishNextStart(ctx, u.cfg.Pool, st.Cycle, next); err != nil {
+		if next, err = pgsql.PublishNextStart(ctx, u.cfg.Pool, st.Cycle, ls.term, next); err != nil {
 			return 0, "", err
 		}
 	}
@@ -151,6 +167,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	u.observeMode(mode)
 	spread := u.spread(lastBucketMax(st))
 	c := u.newCycle(number, next, spread, Mode(mode))
+	c.Term = ls.term
 	u.countLateness(st, c, ls)
 	_, err = u.run(ctx, c, false, true)
 	if err == nil {

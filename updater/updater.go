@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -37,6 +38,12 @@ type Config struct {
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
 
+	// Instance names this process's sessions (see pgsql.SessionName):
+	// an evicting follower ends exactly the sessions of the stale
+	// leader's instance. Random by default; the pool's sessions should be
+	// named with it too (cmd/pointsd does).
+	Instance string
+
 	// Mode, when set, is set as the cluster's mode when Run starts (an
 	// explicit serve -mode: whoever sets it last wins), and is the mode of
 	// RunCycle. When empty, both follow the cluster's mode, which the
@@ -45,7 +52,10 @@ type Config struct {
 	Period     time.Duration
 	Workers    int
 	SlowCycle  time.Duration // a cycle slower than this logs a warning
-	LeaderPoll time.Duration // how often followers try to lead, and the leader checks it still does
+	LeaderPoll time.Duration // how often followers try to lead, and the leader renews its lease
+	// LeaseTimeout is how old the leader's lease may get before a follower
+	// evicts it; 3 leader polls by default, at least 2.
+	LeaseTimeout time.Duration
 
 	// OnEvent, if set, is told of what the updater does as it happens
 	// (see Event), from the updater's goroutines: it must not block.
@@ -95,6 +105,8 @@ func New(cfg Config) (*Updater, error) {
 	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
 	cfg.SlowCycle = cmp.Or(cfg.SlowCycle, DefaultSlowCycle)
 	cfg.LeaderPoll = cmp.Or(cfg.LeaderPoll, DefaultLeaderPoll)
+	cfg.LeaseTimeout = cmp.Or(cfg.LeaseTimeout, 3*cfg.LeaderPoll)
+	cfg.Instance = cmp.Or(cfg.Instance, NewInstance())
 	switch {
 	case cfg.Period < 100*time.Millisecond:
 		return nil, fmt.Errorf("updater: period must be at least 100ms, got %v", cfg.Period)
@@ -102,6 +114,8 @@ func New(cfg Config) (*Updater, error) {
 		return nil, fmt.Errorf("updater: workers must be between 1 and 64, got %d", cfg.Workers)
 	case cfg.SlowCycle < 0 || cfg.LeaderPoll < 0:
 		return nil, errors.New("updater: durations must not be negative")
+	case cfg.LeaseTimeout < 2*cfg.LeaderPoll:
+		return nil, fmt.Errorf("updater: the lease timeout (%v) must be at least two leader polls (%v)", cfg.LeaseTimeout, 2*cfg.LeaderPoll)
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // G404: points and floors are a game's draws, not secrets
@@ -181,13 +195,13 @@ func (u *Updater) setProblem(why string) {
 // cycles lets the others lead for a while first.
 func (u *Updater) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		lead, release, err := u.campaign(ctx)
+		term, lead, release, err := u.campaign(ctx)
 		if err != nil {
 			return // ctx ended
 		}
 		u.setLeader(true)
-		u.log.Info("leading: this replica runs the updater", slog.String("cluster_mode", string(u.Status().Mode)))
-		stepDown := u.lead(lead)
+		u.log.Info("leading: this replica runs the updater", slog.String("cluster_mode", string(u.Status().Mode)), slog.Int64("term", term))
+		stepDown := u.lead(lead, term)
 		release()
 		u.setLeader(false)
 		if ctx.Err() != nil {
@@ -235,6 +249,28 @@ func (u *Updater) newCycle(n int64, start time.Time, spread time.Duration, mode 
 func cycleOf(st pgsql.State) pgsql.Cycle {
 	return pgsql.Cycle{Schedule: st.Schedule, Seed: st.Seed, Mode: st.Mode}
 }
+
+// NewInstance returns a random name for a process's sessions.
+func NewInstance() string {
+	return strconv.FormatUint(rand.Uint64()>>16, 36) //nolint:gosec // G404: a name, not a secret
+}
+
+// SessionLimits bounds the updater's sessions for a period (see
+// pgsql.Limits): a statement may run up to strictTimeout (a strict cycle
+// is one statement), a lock is waited for a second (a bucket whose
+// partition is locked is tried again later in the cycle), and a
+// transaction left idle by a client that went away ends after 5 s,
+// releasing its locks.
+func SessionLimits(period time.Duration) pgsql.Limits {
+	return pgsql.Limits{Statement: strictTimeout(period), Lock: lockTimeout, IdleInTransaction: 5 * time.Second}
+}
+
+// lockTimeout is how long an updater's statement waits for a lock.
+const lockTimeout = time.Second
+
+// strictTimeout bounds a strict cycle's transaction: twice the period, at
+// least 30 s (10M users take about 30 s).
+func strictTimeout(period time.Duration) time.Duration { return max(2*period, 30*time.Second) }
 
 // sleep waits d or until ctx ends, and reports whether ctx is still live.
 func sleep(ctx context.Context, d time.Duration) bool {

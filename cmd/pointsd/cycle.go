@@ -27,7 +27,7 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	if *workers < 1 || *workers > 64 {
 		return usageError{fmt.Sprintf("pointsd cycle: -workers must be between 1 and 64, got %d", *workers)}
 	}
-	pool, err := connect(ctx, getenv, int32(*workers+2), *wait)
+	pool, err := connect(ctx, getenv, int32(*workers+2), session{name: "pointsd-cycle", direct: true, limits: updater.SessionLimits(updater.DefaultPeriod)}, *wait)
 	if err != nil {
 		return err
 	}

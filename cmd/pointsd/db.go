@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pointsd/pointsd/sql"
@@ -18,26 +20,53 @@ import (
 // database is a clear error, not a hang.
 const connectTimeout = 10 * time.Second
 
-// openPool makes a pool on DATABASE_URL, without connecting yet.
-func openPool(getenv func(string) string, maxConns int32) (*pgxpool.Pool, error) {
-	url := getenv("DATABASE_URL")
+// session says which connection a pool is for (see pgsql.ConfigureSession).
+type session struct {
+	name string // application_name
+	// direct is a connection to PostgreSQL itself (POINTSD_DIRECT_URL, or
+	// DATABASE_URL without it): the leader lock, LISTEN, migrations and
+	// updates need one. The query pool may go through a transaction
+	// pooler such as PgBouncer.
+	direct bool
+	limits pgsql.Limits
+}
+
+// directURL is the environment variable naming a direct connection to
+// PostgreSQL when DATABASE_URL goes through a transaction pooler.
+const directURL = "POINTSD_DIRECT_URL"
+
+// openPool makes a pool for s on DATABASE_URL (or, for a direct session,
+// POINTSD_DIRECT_URL when set), without connecting yet.
+func openPool(getenv func(string) string, maxConns int32, s session) (*pgxpool.Pool, error) {
+	name, url := "DATABASE_URL", getenv("DATABASE_URL")
+	if u := getenv(directURL); s.direct && u != "" {
+		name, url = directURL, u
+	}
 	if url == "" {
 		return nil, usageError{"pointsd: DATABASE_URL is not set (a libpq URL or key=value string)"}
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		return nil, usageError{"pointsd: DATABASE_URL: " + err.Error()}
+		return nil, usageError{"pointsd: " + name + ": " + err.Error()}
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
-	cfg.ConnConfig.RuntimeParams["application_name"] = "pointsd"
+	pgsql.ConfigureSession(cfg.ConnConfig, s.name, s.direct, s.limits)
+	if !s.direct && !strings.Contains(url, "default_query_exec_mode") {
+		// No named prepared statements, which a transaction pooler would
+		// hand to other clients: one round trip all the same.
+		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
 	return pool, nil
 }
+
+// tool is the session of a one-shot command: direct, named after it.
+func tool(command string) session { return session{name: "pointsd-" + command, direct: true} }
 
 // ping checks that pool's database answers, naming it when it does not (a
 // timeout names no host by itself).
@@ -55,8 +84,8 @@ func ping(ctx context.Context, pool *pgxpool.Pool) error {
 // connect opens a pool on DATABASE_URL and checks that it answers, trying
 // again for up to wait (0: once) so that scripts can start beside the
 // database.
-func connect(ctx context.Context, getenv func(string) string, maxConns int32, wait time.Duration) (*pgxpool.Pool, error) {
-	pool, err := openPool(getenv, maxConns)
+func connect(ctx context.Context, getenv func(string) string, maxConns int32, s session, wait time.Duration) (*pgxpool.Pool, error) {
+	pool, err := openPool(getenv, maxConns, s)
 	if err != nil {
 		return nil, err
 	}

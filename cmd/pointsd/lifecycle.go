@@ -27,7 +27,7 @@ type server struct {
 	shutdownDelay   time.Duration
 	api             *httpapi.API
 	upd             *updater.Updater
-	pool            *pgxpool.Pool // the query pool, to migrate with
+	pool            *pgxpool.Pool // a direct pool, to migrate with (a transaction pooler would strand the migration lock)
 	log             *slog.Logger
 }
 

@@ -22,7 +22,7 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	if *partitions < 1 || *partitions > pgsql.MaxPartitions {
 		return usageError{fmt.Sprintf("pointsd migrate: -partitions must be between 1 and %d, got %d", pgsql.MaxPartitions, *partitions)}
 	}
-	pool, err := connect(ctx, getenv, 2, *wait)
+	pool, err := connect(ctx, getenv, 2, tool("migrate"), *wait)
 	if err != nil {
 		return err
 	}

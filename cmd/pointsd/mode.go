@@ -26,7 +26,7 @@ func runMode(ctx context.Context, args []string, getenv func(string) string, std
 			return usageError{fmt.Sprintf("pointsd mode: invalid mode %q: %v", fs.Arg(0), err)}
 		}
 	}
-	pool, err := connect(ctx, getenv, 2, *wait)
+	pool, err := connect(ctx, getenv, 2, tool("mode"), *wait)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ func runSeed(ctx context.Context, args []string, getenv func(string) string, std
 	if *users < 1 || *users > pgsql.MaxUsers {
 		return usageError{fmt.Sprintf("pointsd seed: -users must be between 1 and %d, got %d", pgsql.MaxUsers, *users)}
 	}
-	pool, err := connect(ctx, getenv, seedWorkers, *wait)
+	pool, err := connect(ctx, getenv, seedWorkers, tool("seed"), *wait)
 	if err != nil {
 		return err
 	}

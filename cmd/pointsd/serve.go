@@ -13,6 +13,7 @@ import (
 
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/metrics"
+	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
 )
 
@@ -65,14 +66,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	// The pools connect on demand: serve starts whether or not the
 	// database is up, and waits for it.
-	pool, err := openPool(getenv, 0)
+	// Every session of this process is named after its instance, so that
+	// a follower evicting it as a stale leader ends exactly its sessions.
+	instance := updater.NewInstance()
+	pool, err := openPool(getenv, 0, session{name: pgsql.SessionName(pgsql.QuerySession, instance)})
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	// The updater has its own connections, so that queries and updates
-	// cannot starve each other.
-	upool, err := openPool(getenv, int32(*workers+2))
+	// cannot starve each other: direct, and bounded for its work.
+	upool, err := openPool(getenv, int32(*workers+2), session{name: pgsql.SessionName(pgsql.UpdaterSession, instance),
+		direct: true, limits: updater.SessionLimits(*period)})
 	if err != nil {
 		return err
 	}
@@ -87,12 +92,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if !isSet(fs, "mode") {
 		mode = "" // the cluster's stored mode stands
 	}
-	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log,
+	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log, Instance: instance,
 		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow})
 	if err != nil {
 		return err
 	}
-	api, err := httpapi.New(httpapi.Config{Pool: pool, Logger: log, Metrics: m, Replica: upd,
+	api, err := httpapi.New(httpapi.Config{Pool: pool, Direct: upool, Logger: log, Metrics: m, Replica: upd,
 		NoCache: !*useCache, CacheMaxAge: *maxAge})
 	if err != nil {
 		return err
@@ -110,6 +115,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		slog.String("database", fmt.Sprintf("%s@%s/%s", dbc.User, net.JoinHostPort(dbc.Host, strconv.Itoa(int(dbc.Port))), dbc.Database)))
 	return serveUntilDone(ctx, server{
 		addr: *addr, debugAddr: *debugAddr, shutdownDelay: *delay,
-		api: api, upd: upd, pool: pool, log: log,
+		api: api, upd: upd, pool: upool, log: log,
 	})
 }
