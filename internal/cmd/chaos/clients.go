@@ -25,6 +25,7 @@ const (
 
 // outcome is one request of a normal client.
 type outcome struct {
+	replica    string
 	path       string
 	sent, done time.Time
 	class      int
@@ -228,7 +229,7 @@ func (p *prober) probing(r *replica) bool {
 
 func (p *prober) loop(r *replica, path string) {
 	for p.probing(r) && p.ctx.Err() == nil {
-		o := outcome{path: path, sent: time.Now()}
+		o := outcome{replica: r.name, path: path, sent: time.Now()}
 		req, _ := http.NewRequestWithContext(p.ctx, http.MethodGet, r.url(path), nil)
 		resp, err := p.client.Do(req)
 		var body []byte

@@ -141,6 +141,7 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome) check {
 		answers = append(answers, o)
 	}
 	var untrue, unknown, judged, first, control int
+	var changed *time.Time // the last change before the first untrue answer
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE chaos_answers (n int, id bigint, points int,
 			sent timestamptz, done timestamptz) ON COMMIT DROP`); err != nil {
@@ -151,6 +152,13 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome) check {
 		}
 		if err := tx.QueryRow(ctx, truthQuery, commitSlack).Scan(&untrue, &unknown, &judged, &first); err != nil {
 			return err
+		}
+		if first >= 0 {
+			if err := tx.QueryRow(ctx, `SELECT max(h.at) FROM chaos_answers a JOIN users u USING (id), chaos_truth h
+				WHERE a.n = $1 AND (h.kind = 'floor' OR h.part = u.tableoid::regclass::text) AND h.at <= a.sent - $2::interval`,
+				first, commitSlack).Scan(&changed); err != nil {
+				return err
+			}
 		}
 		// The control: the same answers, each user one point off, must
 		// all be judged untrue, or the check could not fail.
@@ -173,7 +181,10 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome) check {
 	}
 	if untrue > 0 && first >= 0 && first < len(answers) {
 		o := answers[first]
-		detail += fmt.Sprintf("; first: sent %s, done %s: %+v", clock(o.sent), clock(o.done), o.answer.Users)
+		detail += fmt.Sprintf("; first: %s, sent %s, done %s: %+v", o.replica, clockMS(o.sent), clockMS(o.done), o.answer.Users)
+		if changed != nil {
+			detail += fmt.Sprintf(", %d ms after the change that made it untrue (%s)", o.sent.Sub(*changed).Milliseconds(), clockMS(*changed))
+		}
 	}
 	return check{"truth", untrue == 0 && future == 0 && judged+empty > 0 && control >= judged-unknown, detail}
 }
@@ -197,3 +208,5 @@ func checkStaleWrites(ctx context.Context, db *pgxpool.Pool, since time.Time) ch
 	}
 	return check{"stale writes", true, "0 buckets written with a cycle below cycle_state's"}
 }
+
+func clockMS(t time.Time) string { return t.UTC().Format("15:04:05.000") }
