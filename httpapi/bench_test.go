@@ -28,6 +28,7 @@ func BenchmarkRootCached(b *testing.B) {
 		b.Fatal(err)
 	}
 	a, _ := newAPIWith(b, url, "", Config{CacheMaxAge: time.Hour})
+	listen(b, a) // with heartbeats and clock syncs running, as in serve
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -13,15 +13,30 @@ import (
 	"github.com/pointsd/pointsd/sql"
 )
 
-// clockSkew is taken off every answer's lifetime: it is computed from this
-// replica's clock, the schedule from the leader's.
-const clockSkew = 100 * time.Millisecond
+// The margins of the reuse window (see cache and reuse).
+const (
+	// skewMargin is taken off the schedule's window on top of the
+	// clock's measured uncertainty: it covers the leader's own error in
+	// reading the database's clock (its uncertainty, under a millisecond
+	// on one network), the microsecond rounding of stored times, and a
+	// leader that still sleeps on its own NTP-disciplined clock.
+	skewMargin = 20 * time.Millisecond
+	// unsyncedMargin is taken off instead while the clock has not been
+	// measured: the local clock is then compared with the schedule as it
+	// is, as before pointsd measured clocks.
+	unsyncedMargin = 100 * time.Millisecond
+	// unheardMaxAge is how long after its read began an answer may be
+	// reused while the listener is not proven alive: a commit it missed
+	// shows within this.
+	unheardMaxAge = 100 * time.Millisecond
+)
 
 // answer is a result of the query, ready to send.
 type answer struct {
 	users []byte       // the JSON array of users
-	until time.Time    // the answer is known to hold before this; zero: not reusable
-	fresh time.Time    // until, or maxAge after it was read if sooner
+	until time.Time    // by the schedule, in the database's time, it holds before this; zero: not reusable
+	read  time.Time    // when its read began, on the local clock
+	fresh time.Time    // maxAge after read: then it is read again
 	gen   uint64       // the invalidation generation it was read in
 	ans   pgsql.Answer // what it was read from
 }
@@ -43,6 +58,12 @@ type answer struct {
 // maxAge is read again: in the background, while requests keep getting
 // it, if the schedule says it still holds; otherwise before answering.
 //
+// The schedule's times are the database's (the leader publishes them on
+// a pgsql.Clock), so the window is decided on the database's clock as
+// this process measures it, less the measurement's uncertainty, and the
+// listener must be proven alive for the window to outlast unheardMaxAge
+// (see reuse for the exact rule).
+//
 // Refreshes are single-flight, and a request only ever waits for a refresh
 // that began after it arrived, so its answer is read after the request
 // started: never a stale one.
@@ -52,9 +73,13 @@ type cache struct {
 	maxAge  time.Duration
 	timeout time.Duration
 	onFloor func(floor int)
+	clock   *pgsql.Clock // the database's clock, which the schedule is on
 
 	gen     atomic.Uint64
 	current atomic.Pointer[answer]
+	// heardUntil is the local time until which the listener is proven to
+	// have delivered every commit's NOTIFY (see liveness); nil: not proven.
+	heardUntil atomic.Pointer[time.Time]
 
 	mu      sync.Mutex
 	running *flight // the refresh in progress
@@ -85,21 +110,69 @@ func (c *cache) committed(bucket int) {
 
 // hit returns the current answer if it may be reused now, starting a
 // background re-read when it is past maxAge; nil otherwise. It is the hot
-// path of GET /: no context, no timer, no lock.
+// path of GET /: no context, no timer, no lock, only atomics and clocks.
 func (c *cache) hit() *answer {
 	a := c.current.Load()
 	if a == nil || a.gen != c.gen.Load() {
 		return nil
 	}
-	now := time.Now()
-	if now.Before(a.fresh) {
-		return a
+	at := moment{local: time.Now()}
+	at.db, at.synced = c.clock.Latest()
+	if h := c.heardUntil.Load(); h != nil {
+		at.heardUntil = *h
 	}
-	if now.Before(a.until) {
+	switch reuse(a, at) {
+	case serve:
+		return a
+	case serveAndRevalidate:
 		c.revalidate()
 		return a
+	default:
+		return nil
 	}
-	return nil
+}
+
+// moment is what the reuse rule reads of the clocks at one instant.
+type moment struct {
+	local      time.Time // this process's clock, for ages
+	db         time.Time // the latest the database's clock may read (pgsql.Clock.Latest)
+	synced     bool      // db was measured; if not, it is the local clock
+	heardUntil time.Time // local: the listener is proven alive before this
+}
+
+// verdict is what the reuse rule decides for one request.
+type verdict int
+
+const (
+	readAgain          verdict = iota // the request waits for a fresh read
+	serve                             // the answer is served as it is
+	serveAndRevalidate                // served while a read runs in the background
+)
+
+// reuse is the cache's rule. An answer is reused only while both hold:
+//
+//   - the schedule: the database's clock, at its latest, plus skewMargin
+//     (unsyncedMargin before the clock's first measurement) is before
+//     until;
+//   - the listener: it is proven alive (at.local before heardUntil), or
+//     the answer's read began less than unheardMaxAge ago.
+//
+// Past maxAge after its read it is read again in the background.
+func reuse(a *answer, at moment) verdict {
+	margin := unsyncedMargin
+	if at.synced {
+		margin = skewMargin
+	}
+	if !at.db.Add(margin).Before(a.until) {
+		return readAgain
+	}
+	if !at.local.Before(at.heardUntil) && !at.local.Before(a.read.Add(unheardMaxAge)) {
+		return readAgain
+	}
+	if at.local.Before(a.fresh) {
+		return serve
+	}
+	return serveAndRevalidate
 }
 
 // get returns an answer that is true at some moment after the call began.
@@ -149,7 +222,7 @@ func (c *cache) refresh(f *flight) {
 	if f.err == nil {
 		f.a.gen = gen
 		f.a.until = stableUntil(f.a.ans)
-		f.a.fresh = minTime(f.a.until, start.Add(c.maxAge))
+		f.a.read, f.a.fresh = start, start.Add(c.maxAge)
 		c.current.Store(f.a)
 		if c.onFloor != nil {
 			c.onFloor(f.a.ans.Floor)
@@ -198,8 +271,9 @@ func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
 }
 
 // stableUntil is when a may first stop being true, by the published
-// schedule (see cache). Zero when no leader keeps a schedule, or when a
-// pending bucket the answer depends on has no slot (a cycle run by hand).
+// schedule (see cache), in the database's time. Zero when no leader keeps
+// a schedule, or when a pending bucket the answer depends on has no slot
+// (a cycle run by hand).
 func stableUntil(a pgsql.Answer) time.Time {
 	if a.NextStart == nil {
 		return time.Time{}
@@ -225,10 +299,7 @@ func stableUntil(a pgsql.Answer) time.Time {
 			until = minTime(until, slot(a.FirstPending))
 		}
 	}
-	if until.IsZero() {
-		return until
-	}
-	return until.Add(-clockSkew)
+	return until
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -21,8 +21,9 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
 		return 0 // the client went away
 	}
 	// What passes is 503: the database unreachable (down, restarting,
-	// refusing our credentials, too slow), overload, a schema missing,
-	// damaged or not yet migrated. Anything else is ours (500).
+	// refusing our credentials, too slow) or out of disk or memory,
+	// overload, a schema missing, damaged or not yet migrated. Anything
+	// else is ours (500).
 	code, msg := http.StatusServiceUnavailable, "database unavailable"
 	var pgErr *pgconn.PgError
 	switch {
@@ -31,6 +32,9 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
 	case errors.Is(err, pgsql.ErrNoState), errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "42"):
 		msg = "not ready" // an undefined table or column: migrate
 	case pgsql.IsConnError(err):
+	case pgsql.OutOfResources(err) != "":
+		a.cfg.Metrics.CountDatabaseError(err)
+		msg = "database out of resources" // disk or memory: the log names which
 	default:
 		code, msg = http.StatusInternalServerError, "internal error"
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -70,6 +71,20 @@ func newAPIWith(t testing.TB, url, role string, cfg Config) (*API, *httptest.Ser
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
 	return a, srv
+}
+
+// listen runs a.Listen until t ends, and waits until the listener is
+// proven alive (its first heartbeat heard) and the API's clock synced.
+func listen(t testing.TB, a *API) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Listen(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	pgtest.Eventually(t, 10*time.Second, "the listener was not proven alive, or the clock not synced", func() bool {
+		_, _, synced := a.clock.Offset()
+		return a.live.up.Load() && synced
+	})
 }
 
 // get fetches url and decodes its JSON body into a map.

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -14,10 +15,12 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pointsd/pointsd/metrics"
+	"github.com/pointsd/pointsd/sql"
 )
 
 // Config is what the API needs. Zero durations take the defaults.
@@ -41,6 +44,12 @@ type Config struct {
 	CacheMaxAge time.Duration
 	// Now is the clock of the previous-query times (default time.Now).
 	Now func() time.Time
+	// Clock is the database's clock, on which the cache decides how long
+	// an answer holds (the schedule is in the database's time). Give the
+	// process's one clock, kept synced by its owner; nil makes the API a
+	// clock of its own, which Listen keeps synced on Pool. Either way New
+	// registers it in Metrics (pointsd_clock_offset_seconds).
+	Clock *pgsql.Clock
 }
 
 // Replica is what /status shows of this replica's updater (the updater
@@ -73,6 +82,14 @@ type API struct {
 	stamps stamps
 	// fastRoot sends GET / past the router (see ServeHTTP).
 	fastRoot bool
+	// clock is Config.Clock or, when nil, the API's own (ownClock),
+	// synced by Listen.
+	clock    *pgsql.Clock
+	ownClock bool
+	// live proves the change listener alive (see liveness), and
+	// connectListener opens its connection.
+	live            *liveness
+	connectListener func(context.Context) (*pgx.Conn, error)
 }
 
 // New validates cfg and builds the router.
@@ -89,6 +106,13 @@ func New(cfg Config) (*API, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	clock, ownClock := cfg.Clock, cfg.Clock == nil
+	if ownClock {
+		clock = pgsql.NewClock(nil)
+	}
+	if err := cfg.Metrics.RegisterClock(clock); err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
 	a := &API{
 		cfg: cfg,
 		log: cfg.Logger,
@@ -96,11 +120,14 @@ func New(cfg Config) (*API, error) {
 		cache: &cache{
 			db: cfg.Pool, reset: cfg.Pool.Reset, maxAge: cfg.CacheMaxAge, timeout: cfg.DBTimeout,
 			onFloor: func(f int) { cfg.Metrics.Floor.Set(float64(f)) },
+			clock:   clock,
 		},
+		clock: clock, ownClock: ownClock, connectListener: connectListener(cmp.Or(cfg.Direct, cfg.Pool)),
 		slots:     make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
 		failures:  &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "requests failed", interval: time.Second},
 		observers: observers{vec: cfg.Metrics.HTTPDuration},
 	}
+	a.live = newLiveness(a.cache, cfg.Metrics.ListenerUp, cfg.Logger)
 	// Request ids (the client's X-Request-Id, or one of ours) go to the
 	// debug log of every request; at other levels nothing shows them, so
 	// they are not made. GetHead answers HEAD on every GET route (net/http

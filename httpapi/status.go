@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/pointsd/pointsd/sql"
@@ -15,7 +16,8 @@ func (a *API) healthz(w http.ResponseWriter, _ *http.Request) {
 
 // readyz says whether this replica can answer queries: the database
 // answers, its schema is the one this binary expects, and nothing in it is
-// damaged (see pgsql.CheckState). A 503 says why.
+// damaged (see pgsql.CheckState). A 503 says why. Problems that are not
+// damage (an old snapshot) are warnings of a 200.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if a.draining.Load() {
 		w.Header().Set("Retry-After", "5")
@@ -46,18 +48,21 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 	case rd.version != rd.latest:
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "schema not current", "version": rd.version, "want": rd.latest})
-	case len(rd.problems) > 0:
-		a.cfg.Metrics.SetProblems(rd.problems)
-		details := make([]string, len(rd.problems))
-		for i, p := range rd.problems {
-			details[i] = p.Detail
+		body := map[string]any{"error": "schema not current", "version": rd.version, "want": rd.latest}
+		if _, problem := a.cfg.Replica.LeaderStatus(); problem != "" {
+			body["leader_problem"] = problem // why serve cannot migrate, as a rule
 		}
+		writeJSON(w, http.StatusServiceUnavailable, body)
+	case slices.ContainsFunc(rd.problems, pgsql.Problem.Damage):
+		a.cfg.Metrics.SetProblems(rd.problems)
 		w.Header().Set("Retry-After", "10")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "database damaged", "problems": details})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "database damaged", "problems": details(rd.problems)})
 	default:
-		a.cfg.Metrics.SetProblems(nil)
+		a.cfg.Metrics.SetProblems(rd.problems)
 		body := map[string]any{"status": "ready", "version": rd.version}
+		if len(rd.problems) > 0 {
+			body["warnings"] = details(rd.problems)
+		}
 		if rd.pooled {
 			body["pooler"] = pooledQueries
 		}
@@ -73,6 +78,15 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 // pooledQueries is what /readyz and /status say when the query pool goes
 // through a connection pooler.
 const pooledQueries = "queries go through a connection pooler (such as PgBouncer): fine; the leader lock and LISTEN use POINTSD_DIRECT_URL"
+
+// details are the problems' details, for an operator.
+func details(problems []pgsql.Problem) []string {
+	out := make([]string, len(problems))
+	for i, p := range problems {
+		out[i] = p.Detail
+	}
+	return out
+}
 
 // statusBody is GET /status.
 type statusBody struct {
@@ -90,6 +104,45 @@ type statusBody struct {
 	BucketsTotal   int        `json:"buckets_total"`
 	LastCycle      *float64   `json:"last_cycle_seconds"` // the last finished cycle's duration
 	FinishedAt     *time.Time `json:"cycle_finished_at"`
+	// Problems are what the state check finds (see /readyz), an old
+	// snapshot included; empty when there is nothing.
+	Problems []string `json:"problems"`
+	// OldestSnapshot is the oldest snapshot a session or prepared
+	// transaction holds; null when none does.
+	OldestSnapshot *snapshotBody `json:"oldest_snapshot"`
+
+	// The cache's clock and listener: the database's clock less this
+	// replica's and how far the truth may be from it (null before the
+	// first measurement), and whether the change listener is proven alive.
+	ClockOffset      *float64 `json:"clock_offset_seconds"`
+	ClockUncertainty *float64 `json:"clock_uncertainty_seconds"`
+	ListenerUp       bool     `json:"listener_up"`
+}
+
+// snapshotBody is a pgsql.Snapshot in /status, with the users table's
+// size beside it: what the snapshot has cost so far.
+type snapshotBody struct {
+	Holder     string    `json:"holder"` // "session" or "prepared transaction"
+	PID        int       `json:"pid"`    // 0 for a prepared transaction
+	Name       string    `json:"name"`   // the session's application_name, the prepared transaction's gid
+	User       string    `json:"user"`
+	ClientAddr string    `json:"client_addr"`
+	State      string    `json:"state"`
+	Since      time.Time `json:"since"`
+	Age        float64   `json:"age_seconds"`
+	// Old is whether it is past pgsql.OldSnapshotAfter, and so a problem.
+	Old           bool  `json:"old"`
+	TableBytes    int64 `json:"users_table_bytes"`
+	ExpectedBytes int64 `json:"users_expected_bytes"` // for its users, were pruning working
+}
+
+// statusChecks are what /status reads beside the state.
+type statusChecks struct {
+	state    pgsql.State
+	problems []pgsql.Problem
+	horizon  pgsql.Horizon
+	lease    pgsql.Lease
+	pooled   bool
 }
 
 // status reports the cycle as every replica sees it in the database, and
@@ -97,38 +150,45 @@ type statusBody struct {
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := a.dbContext(r)
 	defer cancel()
-	type view struct {
-		st     pgsql.State
-		lease  pgsql.Lease
-		pooled bool
-	}
-	v, err := pgsql.RetryRead(ctx, a.cfg.Pool.Reset, func(ctx context.Context) (view, error) {
-		var v view
+	sc, err := pgsql.RetryRead(ctx, a.cfg.Pool.Reset, func(ctx context.Context) (statusChecks, error) {
+		var sc statusChecks
 		var err error
-		if v.st, err = pgsql.ReadState(ctx, a.cfg.Pool); err != nil {
-			return v, err
+		if sc.state, err = pgsql.ReadState(ctx, a.cfg.Pool); err != nil {
+			return sc, err
 		}
-		if v.lease, err = pgsql.ReadLease(ctx, a.cfg.Pool); err != nil {
-			return v, err
+		if sc.problems, err = pgsql.CheckState(ctx, a.cfg.Pool); err != nil {
+			return sc, err
 		}
-		v.pooled, err = a.pooled(ctx)
-		return v, err
+		if sc.lease, err = pgsql.ReadLease(ctx, a.cfg.Pool); err != nil {
+			return sc, err
+		}
+		if sc.pooled, err = a.pooled(ctx); err != nil {
+			return sc, err
+		}
+		sc.horizon, err = pgsql.ReadHorizon(ctx, a.cfg.Pool)
+		return sc, err
 	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	st := v.st
+	st := sc.state
 	leader, problem := a.cfg.Replica.LeaderStatus()
 	body := statusBody{
 		Mode: st.ClusterMode, Leader: leader, LeaderProblem: problem,
-		LeaderTerm: v.lease.Term, LeaseAge: v.lease.Age.Seconds(),
+		LeaderTerm: sc.lease.Term, LeaseAge: sc.lease.Age.Seconds(),
 		Cycle: st.Cycle, CycleMode: st.Mode, CycleStartedAt: st.StartedAt, Floor: st.Floor,
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,
 		LastCycle: st.LastDuration, FinishedAt: st.FinishedAt,
+		Problems: details(sc.problems), OldestSnapshot: snapshotOf(sc.horizon),
+		ListenerUp: a.live.up.Load(),
 	}
-	if v.pooled {
+	if sc.pooled {
 		body.Pooler = pooledQueries
+	}
+	if offset, uncertainty, ok := a.clock.Offset(); ok {
+		o, u := offset.Seconds(), uncertainty.Seconds()
+		body.ClockOffset, body.ClockUncertainty = &o, &u
 	}
 	writeJSON(w, http.StatusOK, body)
 }
@@ -141,4 +201,15 @@ func (a *API) pooled(ctx context.Context) (bool, error) {
 	}
 	defer conn.Release()
 	return pgsql.Pooled(ctx, conn.Conn())
+}
+
+// snapshotOf is the horizon's oldest snapshot for /status, nil if none.
+func snapshotOf(h pgsql.Horizon) *snapshotBody {
+	s := h.Oldest
+	if s == nil {
+		return nil
+	}
+	return &snapshotBody{Holder: s.Holder, PID: s.PID, Name: s.Name, User: s.User, ClientAddr: s.Client,
+		State: s.State, Since: s.Since, Age: s.Age.Seconds(), Old: s.Age > pgsql.OldSnapshotAfter,
+		TableBytes: h.TableBytes, ExpectedBytes: h.ExpectedBytes}
 }

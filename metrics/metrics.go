@@ -55,9 +55,20 @@ type Metrics struct {
 	// StateProblems counts, by check, the damage the last check found in
 	// the database (see pgsql.CheckState): anything but 0 needs an operator.
 	StateProblems *prometheus.GaugeVec
+	// DatabaseErrors counts, by kind (pgsql.AllOutOfResources), the errors
+	// that said the database ran out of disk, memory or a configured limit,
+	// met by a cycle or a query.
+	DatabaseErrors *prometheus.CounterVec
 
 	// HTTPDuration times requests by chi route pattern, method and status.
 	HTTPDuration *prometheus.HistogramVec
+
+	// The cache's clock and listener (issue 17). The clock's offset is
+	// registered with RegisterClock (see clock.go).
+	//
+	// ListenerUp is 1 while the change listener is proven alive: a
+	// heartbeat it NOTIFYs itself came back within the deadline.
+	ListenerUp prometheus.Gauge
 }
 
 // New builds the registry with pointsd's instruments and the Go runtime and
@@ -136,6 +147,10 @@ func New() *Metrics {
 			Name: "pointsd_state_problems",
 			Help: "Damage found in the database by the last check, by check (see /readyz); pointsd migrate repairs it.",
 		}, []string{"check"}),
+		DatabaseErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pointsd_database_errors_total",
+			Help: "Errors that said the database is out of a resource (SQLSTATE class 53 but too many connections), by kind, met by a cycle or a query.",
+		}, []string{"kind"}),
 		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "pointsd_http_request_duration_seconds",
 			Help:    "HTTP request latency by route pattern, method and status code.",
@@ -144,13 +159,23 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.CycleDuration, m.CycleWork, m.LastCycleSuccess, m.ClusterMode, m.CyclePeriod, m.BucketDuration, m.RowsUpdated, m.CycleOverruns,
-		m.CycleLateStarts, m.CyclesSkipped, m.CycleSpread, m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.LeaderEvictions, m.StateProblems, m.HTTPDuration,
+		m.CycleLateStarts, m.CyclesSkipped, m.CycleSpread, m.UpdateErrors, m.Leader, m.Floor, m.LeaderEligible, m.LeaderEvictions, m.StateProblems, m.DatabaseErrors, m.HTTPDuration,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+
+	// The cache's clock and listener (issue 17).
+	m.ListenerUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pointsd_listener_up",
+		Help: "1 while this replica's change listener is proven alive (its heartbeat NOTIFY came back in time), else 0: answers are then reused only briefly.",
+	})
+	m.Registry.MustRegister(m.ListenerUp)
 	m.LeaderEligible.Set(1)
 	for _, c := range pgsql.AllChecks {
 		m.StateProblems.WithLabelValues(c)
+	}
+	for _, k := range pgsql.AllOutOfResources {
+		m.DatabaseErrors.WithLabelValues(k)
 	}
 	return m
 }
@@ -176,6 +201,18 @@ func (m *Metrics) SetProblems(problems []pgsql.Problem) {
 	for _, c := range pgsql.AllChecks {
 		m.StateProblems.WithLabelValues(c).Set(float64(n[c]))
 	}
+}
+
+// CountDatabaseError counts err if it says the database ran out of a
+// resource (see pgsql.OutOfResources), and returns the one line that names
+// it ("" if err does not).
+func (m *Metrics) CountDatabaseError(err error) string {
+	kind := pgsql.OutOfResources(err)
+	if kind == "" {
+		return ""
+	}
+	m.DatabaseErrors.WithLabelValues(kind).Inc()
+	return pgsql.DescribeOutOfResources(err)
 }
 
 // RegisterPool adds a connection pool's statistics (pointsd_pool_*),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,9 +13,11 @@ import (
 	"github.com/pointsd/pointsd/partition"
 )
 
-// Checks are the kinds of damage CheckState looks for: states pointsd never
-// gets into by itself, only by a hand on the database (a dropped table, a
-// deleted or edited row). They are a closed set, so each can label a metric.
+// Checks are the kinds of problem CheckState looks for: damage, states
+// pointsd never gets into by itself, only by a hand on the database (a
+// dropped table, a deleted or edited row); and an old snapshot, which
+// harms no answer but bloats the table. They are a closed set, so each can
+// label a metric.
 const (
 	// CheckStateRow: the cycle_state row is gone, so there is no floor to
 	// query with and no cycle to continue.
@@ -29,10 +32,14 @@ const (
 	// CheckCitusWorkers: on Citus, a worker the coordinator cannot reach
 	// holds shards of every bucket, so queries and cycles fail.
 	CheckCitusWorkers = "citus_workers"
+	// CheckOldSnapshot: a session, prepared transaction or replication
+	// slot has held a snapshot for over OldSnapshotAfter, so HOT pruning
+	// stops and users grows every cycle (see ReadHorizon).
+	CheckOldSnapshot = "old_snapshot"
 )
 
 // AllChecks lists the checks, in report order.
-var AllChecks = []string{CheckStateRow, CheckPartitions, CheckCycleOrder, CheckCitusWorkers}
+var AllChecks = []string{CheckStateRow, CheckPartitions, CheckCycleOrder, CheckCitusWorkers, CheckOldSnapshot}
 
 // Problem is one finding of CheckState.
 type Problem struct {
@@ -40,12 +47,19 @@ type Problem struct {
 	Detail string // what is wrong and what repairs it, for an operator
 }
 
+// Damage reports whether p keeps this replica from answering truly, so
+// that /readyz turns 503. An old snapshot does not: every answer stays
+// true while the table grows, and taking every replica out of service
+// over someone's pg_dump would turn a slow problem into an outage.
+func (p Problem) Damage() bool { return p.Check != CheckOldSnapshot }
+
 // ErrNoState is returned when the cycle_state row is missing.
 var ErrNoState = errors.New("the cycle_state row is missing: run pointsd migrate to restore it")
 
-// CheckState looks for damage done to pointsd's tables from outside, in one
-// round trip over a handful of rows and the catalog: cheap enough for every
-// readiness probe.
+// CheckState looks for damage done to pointsd's tables from outside, and
+// for a snapshot older than OldSnapshotAfter, in two round trips over a
+// handful of rows, the catalog and pg_stat_activity: cheap enough for
+// every readiness probe.
 func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
 	var stateRows, missing, ahead int
 	var cycle, maxBucket int64
@@ -84,8 +98,15 @@ func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
 		for _, d := range down {
 			out = append(out, Problem{CheckCitusWorkers, d})
 		}
+		// On Citus the users' rows, and the snapshots that hold back their
+		// pruning, are on the workers: not checked here.
+		return out, nil
 	}
-	return out, nil
+	horizon, err := ReadHorizon(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("check state: %w", err)
+	}
+	return append(out, horizon.Problems(OldSnapshotAfter)...), nil
 }
 
 // Repair undoes what CheckState finds, where it can, under the migration
@@ -94,12 +115,13 @@ func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
 // with pointsd seed.
 func Repair(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	// Nothing to repair is the rule: check first, so that a role that may
-	// only read can run this too.
-	if problems, err := CheckState(ctx, pool); err != nil || len(problems) == 0 {
+	// only read can run this too. An old snapshot is an operator's to end.
+	problems, err := CheckState(ctx, pool)
+	if err != nil || !slices.ContainsFunc(problems, Problem.Damage) {
 		return nil, err
 	}
 	var done []string
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		done = nil
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLockID)); err != nil {
 			return err

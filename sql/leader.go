@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // leaderLockID is the session advisory lock whose holder is the leader.
@@ -182,4 +184,17 @@ func Pooled(ctx context.Context, conn *pgx.Conn) (bool, error) {
 		return false, fmt.Errorf("check for a pooler: %w", err)
 	}
 	return pid != conn.PgConn().PID(), nil
+}
+
+// PoolerProblem is what a replica whose direct connection goes through a
+// connection pooler says, in its status and its log.
+const PoolerProblem = "the direct connection goes through a connection pooler (such as PgBouncer): " +
+	"set POINTSD_DIRECT_URL to PostgreSQL itself (or a session-mode pool) for the leader lock, LISTEN and migrations"
+
+// PoolerRefusal reports whether a connection failed because a pooler
+// refused it: PgBouncer refuses the session settings a direct connection
+// sends at startup.
+func PoolerRefusal(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "08P01" && strings.Contains(pgErr.Message, "unsupported startup parameter")
 }

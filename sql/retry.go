@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -16,6 +17,7 @@ import (
 // connections or credentials, or ended the session. Such errors are
 // nobody's fault in pointsd and pass when the database is back; any other
 // error the server reports (a missing privilege, a failed check) does not.
+// A database out of disk or memory answers: OutOfResources names those.
 func IsConnError(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, ErrNoState) {
 		return false
@@ -27,10 +29,10 @@ func IsConnError(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		c := pgErr.Code
-		// 08: connection exception; 53: insufficient resources (too many
-		// connections); 57P01-03: the server is shutting down or starting.
-		return strings.HasPrefix(c, "08") || strings.HasPrefix(c, "53") ||
-			c == "57P01" || c == "57P02" || c == "57P03"
+		// 08: connection exception; 57P01-03: the server is shutting down
+		// or starting.
+		return pgerrcode.IsConnectionException(c) || c == pgerrcode.TooManyConnections ||
+			c == pgerrcode.AdminShutdown || c == pgerrcode.CrashShutdown || c == pgerrcode.CannotConnectNow
 	}
 	// Not reported by the server: the transport failed (reset, refused,
 	// EOF, a timeout, a connection or pool already closed).

@@ -46,6 +46,8 @@ func TestIsConnError(t *testing.T) {
 		{"connection refused", refused, true},
 		{"role refused", noRole, true},
 		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
+		{"disk full", &pgconn.PgError{Code: "53100"}, false},
+		{"out of shared memory", &pgconn.PgError{Code: "53200"}, false},
 		{"administrator shutdown", fmt.Errorf("read: %w", &pgconn.PgError{Code: "57P01"}), true},
 		{"permission denied", &pgconn.PgError{Code: "42501"}, false},
 		{"session terminated", terminated, true},
@@ -58,6 +60,32 @@ func TestIsConnError(t *testing.T) {
 	} {
 		if got := pgsql.IsConnError(c.err); got != c.want {
 			t.Errorf("%s (%v): IsConnError = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
+
+// Class 53 errors but too many connections are named for what the database
+// ran out of, from the server's own error and through wrapping.
+func TestOutOfResources(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{}))
+	_, raised := pool.Exec(ctx, `DO $$ BEGIN RAISE EXCEPTION 'disk full' USING ERRCODE = 'disk_full'; END $$`)
+	for _, c := range []struct {
+		name       string
+		err        error
+		kind, line string
+	}{
+		{"disk full raised by the server", fmt.Errorf("bucket 1: %w", raised), pgsql.OutOfDisk, "database out of disk space (SQLSTATE 53100)"},
+		{"out of shared memory", &pgconn.PgError{Code: "53200"}, pgsql.OutOfMemory, "database out of memory (SQLSTATE 53200)"},
+		{"configuration limit", &pgconn.PgError{Code: "53400"}, pgsql.OutOfConfiguredLimit, "database past a configured limit (SQLSTATE 53400)"},
+		{"insufficient resources", &pgconn.PgError{Code: "53000"}, pgsql.OutOfResourcesOther, "database out of resources (SQLSTATE 53000)"},
+		{"too many connections", &pgconn.PgError{Code: "53300"}, "", ""},
+		{"unique violation", &pgconn.PgError{Code: "23505"}, "", ""},
+		{"nil", nil, "", ""},
+	} {
+		if kind, line := pgsql.OutOfResources(c.err), pgsql.DescribeOutOfResources(c.err); kind != c.kind || line != c.line {
+			t.Errorf("%s (%v): %q, %q; want %q, %q", c.name, c.err, kind, line, c.kind, c.line)
 		}
 	}
 }

@@ -46,7 +46,7 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	mode := cmp.Or(u.cfg.Mode, Mode(st.ClusterMode))
-	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, time.Now(), 0, mode), false, false)
+	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, u.now(), 0, mode), false, false)
 }
 
 // run runs cycle c (or resumes it, already started) in the configured mode
@@ -73,7 +73,7 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 	}
 	// Overran: ended past the next boundary (a late start's lateness
 	// counts).
-	over := time.Since(c.StartedAt.Add(cmp.Or(c.Period, u.cfg.Period)))
+	over := u.now().Sub(c.StartedAt.Add(cmp.Or(c.Period, u.cfg.Period)))
 	switch {
 	case paced && over > 0:
 		u.cfg.Metrics.CycleOverruns.Inc()
@@ -196,7 +196,7 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 	deadline := c.StartedAt.Add(cmp.Or(c.Period, u.cfg.Period))
 	for pass := 0; len(todo) > 0 && ctx.Err() == nil; pass++ {
 		if pass > 0 {
-			if time.Now().After(deadline) {
+			if u.now().After(deadline) {
 				errs = append(errs, fmt.Errorf("%w: buckets %v still locked by another session at the end of the period", errLocked, indexes(todo)))
 				break
 			}
@@ -222,7 +222,7 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 		res.BucketP50, res.BucketMax = times[len(times)/2], times[len(times)-1]
 	}
 	if resume {
-		res.Took = time.Since(c.StartedAt)
+		res.Took = u.now().Sub(c.StartedAt)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, err)
@@ -261,7 +261,7 @@ func (u *Updater) dispatch(ctx context.Context, buckets []pgsql.Bucket, draw fun
 	}
 dispatch:
 	for _, b := range buckets {
-		if at := slot(b); !at.IsZero() && !sleep(ctx, time.Until(at)) {
+		if at := slot(b); !at.IsZero() && !sleep(ctx, at.Sub(u.now())) {
 			break
 		}
 		select {

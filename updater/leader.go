@@ -2,14 +2,11 @@ package updater
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pointsd/pointsd/sql"
 )
@@ -56,8 +53,8 @@ func (u *Updater) campaign(ctx context.Context) (int64, context.Context, func(),
 			cancel()
 			if err != nil {
 				conn = nil
-				if why := poolerRefusal(err); why != "" {
-					u.setProblem(why)
+				if pgsql.PoolerRefusal(err) {
+					u.setProblem(pgsql.PoolerProblem)
 				} else if ctx.Err() == nil && time.Since(warned) >= 10*time.Second {
 					warned = time.Now()
 					u.log.Warn("leader election: waiting for the database", slog.Any("err", err))
@@ -209,20 +206,10 @@ func pooled(ctx context.Context, conn *pgx.Conn) (string, error) {
 	if ok, err := pgsql.Pooled(ctx, conn); err != nil || !ok {
 		return "", err
 	}
-	return poolerProblem, nil
+	return pgsql.PoolerProblem, nil
 }
 
-// poolerProblem is what a replica whose direct connection goes through a
-// pooler says, in its status and its log.
-const poolerProblem = "the leader's connection goes through a connection pooler (such as PgBouncer): " +
-	"set POINTSD_DIRECT_URL to PostgreSQL itself (or a session-mode pool)"
-
-// poolerRefusal says why a connection failed if a pooler refused it ("" if
-// not): PgBouncer refuses the session settings a direct connection sends.
-func poolerRefusal(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "08P01" && strings.Contains(pgErr.Message, "unsupported startup parameter") {
-		return poolerProblem
-	}
-	return ""
-}
+// CannotLead records why this replica cannot lead before Run could find
+// out itself: serve's migration failed for that reason (a pooler refused
+// the direct connection). /status and /readyz show it.
+func (u *Updater) CannotLead(why string) { u.setProblem(why) }

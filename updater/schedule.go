@@ -55,6 +55,11 @@ func (u *Updater) lead(ctx context.Context, term int64) error {
 			u.log.Warn("another leader started the cycle", slog.Int64("cycle", cycle))
 		case pgsql.IsConnError(err):
 			u.log.Warn("cycle failed: database unreachable", slog.Int64("cycle", cycle), slog.Any("err", err))
+		case pgsql.OutOfResources(err) != "":
+			// Every replica would fail the same way: not counted against this leader.
+			ls.failedCycle = cycle
+			u.log.Error("cycle failed: database out of resources", slog.String("problem", u.cfg.Metrics.CountDatabaseError(err)),
+				slog.Int64("cycle", cycle), slog.Any("err", err))
 		default:
 			failed++
 			ls.failedCycle = cycle
@@ -92,7 +97,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	}
 	u.cfg.Metrics.Floor.Set(float64(st.Floor))
 	u.reportDamage(ctx)
-	now := time.Now()
+	now := u.now()
 	published := publishedNext(st)
 	// A schedule in the future is not one any leader kept: a start that has
 	// not come, or a next start further than a period away.
@@ -152,7 +157,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 			return 0, "", err
 		}
 	}
-	if !sleep(ctx, time.Until(next)) {
+	if !sleep(ctx, next.Sub(u.now())) {
 		return 0, "", ctx.Err()
 	}
 	// Buckets claimed by a later cycle than the state's (the number was
@@ -191,7 +196,7 @@ func (u *Updater) countLateness(st pgsql.State, c pgsql.Cycle, ls *leadState) {
 		from = time.Time{} // no boundary of this period to count from
 	}
 	ls.counted = c.StartedAt
-	if late := time.Since(c.StartedAt); late > lateTolerance {
+	if late := u.now().Sub(c.StartedAt); late > lateTolerance {
 		u.cfg.Metrics.CycleLateStarts.Inc()
 		u.log.Info("cycle starting late, on the boundary it is due for", slog.Int64("cycle", c.Cycle),
 			slog.Time("boundary", c.StartedAt), slog.Duration("late", late))
@@ -234,6 +239,10 @@ func (u *Updater) reportDamage(ctx context.Context) {
 	}
 	u.cfg.Metrics.SetProblems(problems)
 	for _, p := range problems {
+		if !p.Damage() {
+			u.log.Warn("database problem", slog.String("check", p.Check), slog.String("problem", p.Detail))
+			continue
+		}
 		u.log.Error("database damaged", slog.String("check", p.Check), slog.String("problem", p.Detail))
 	}
 }

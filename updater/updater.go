@@ -61,6 +61,12 @@ type Config struct {
 	// (see Event), from the updater's goroutines: it must not block.
 	OnEvent func(Event)
 
+	// Clock is the database's clock (see pgsql.Clock): the leader
+	// publishes its schedule and sleeps to it on the database's time, which
+	// every replica's cache reads it on, so that no replica's clock skew
+	// makes an answer outlive its truth. Nil: this process's clock.
+	Clock *pgsql.Clock
+
 	// Rand draws floors and seeds. Tests inject a seeded one to predict
 	// every value; by default it is seeded at random.
 	Rand *rand.Rand
@@ -194,6 +200,16 @@ func (u *Updater) setProblem(why string) {
 // cycle may be waiting to be resumed); one that stepped down after failing
 // cycles lets the others lead for a while first.
 func (u *Updater) Run(ctx context.Context) {
+	// A schedule kept on this process's clock before the database's is
+	// known would be off by the skew: lead only once it is.
+	for u.cfg.Clock != nil {
+		if _, _, ok := u.cfg.Clock.Offset(); ok {
+			break
+		}
+		if !sleep(ctx, u.cfg.LeaderPoll/4) {
+			return
+		}
+	}
 	for ctx.Err() == nil {
 		term, lead, release, err := u.campaign(ctx)
 		if err != nil {
@@ -248,6 +264,14 @@ func (u *Updater) newCycle(n int64, start time.Time, spread time.Duration, mode 
 // cycleOf is the cycle st describes, to resume it.
 func cycleOf(st pgsql.State) pgsql.Cycle {
 	return pgsql.Cycle{Schedule: st.Schedule, Seed: st.Seed, Mode: st.Mode}
+}
+
+// now is the time the schedule is kept on: the database's, when known.
+func (u *Updater) now() time.Time {
+	if u.cfg.Clock == nil {
+		return time.Now()
+	}
+	return u.cfg.Clock.Now()
 }
 
 // NewInstance returns a random name for a process's sessions.

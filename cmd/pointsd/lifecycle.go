@@ -28,12 +28,14 @@ type server struct {
 	api             *httpapi.API
 	upd             *updater.Updater
 	pool            *pgxpool.Pool // a direct pool, to migrate with (a transaction pooler would strand the migration lock)
+	clock           *pgsql.Clock  // the database's clock, synced on pool from the start
 	log             *slog.Logger
 }
 
-// serveUntilDone listens, prepares the database and runs the updater and
-// the change listener beside the HTTP server until ctx ends; then it turns
-// /readyz 503, stops the updater, waits the shutdown delay and drains.
+// serveUntilDone listens, prepares the database and runs the updater, the
+// change listener and the database clock's syncs beside the HTTP server
+// until ctx ends; then it turns /readyz 503, stops the updater, waits the
+// shutdown delay and drains.
 func serveUntilDone(ctx context.Context, s server) error {
 	srv := &http.Server{
 		Handler:           s.api,
@@ -61,8 +63,9 @@ func serveUntilDone(ctx context.Context, s server) error {
 	uctx, stopUpdater := context.WithCancel(ctx)
 	defer stopUpdater()
 	var bg sync.WaitGroup
+	bg.Go(func() { s.clock.Run(uctx, s.pool, pgsql.ClockSyncEvery) })
 	bg.Go(func() {
-		if !prepare(uctx, s.pool, s.log) {
+		if !prepare(uctx, s.pool, s.upd, s.log) {
 			return
 		}
 		var run sync.WaitGroup
@@ -127,12 +130,15 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) (*http.Serve
 // prepare waits for the database, then migrates it and repairs what it
 // can, retrying every second at most, with a warning at most every 5 s.
 // It reports false if ctx ended first.
-func prepare(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) bool {
+func prepare(ctx context.Context, pool *pgxpool.Pool, upd *updater.Updater, log *slog.Logger) bool {
 	var warned time.Time
 	err := retry(ctx, 365*24*time.Hour, func() error {
 		err := ping(ctx, pool)
 		if err == nil {
 			err = pgsql.Migrate(ctx, pool, 0, log)
+		}
+		if pgsql.PoolerRefusal(err) {
+			upd.CannotLead(pgsql.PoolerProblem) // and cannot migrate: said in /readyz
 		}
 		if err != nil && ctx.Err() == nil && time.Since(warned) >= 5*time.Second {
 			warned = time.Now()

@@ -186,7 +186,7 @@ func TestServeLeadsRunsCyclesAndStopsOnCancel(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	for _, want := range []string{"pointsd_leader 1", `pointsd_cycle_duration_seconds_count{mode="strict"}`, `pointsd_pool_max_connections{pool="updater"}`, `pointsd_build_info{goversion=`} {
+	for _, want := range []string{"pointsd_leader 1", `pointsd_cycle_duration_seconds_count{mode="strict"}`, `pointsd_pool_max_connections{pool="updater"}`, `pointsd_build_info{goversion=`, "pointsd_clock_offset_seconds ", "pointsd_listener_up "} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -86,19 +86,23 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	m := metrics.New()
 	b := readBuildInfo()
 	if err := errors.Join(m.RegisterPool("query", pool), m.RegisterPool("updater", upool),
-		m.RegisterBuildInfo(b.Version, b.Revision, b.GoVersion)); err != nil {
+		m.RegisterHorizon(pool), m.RegisterBuildInfo(b.Version, b.Revision, b.GoVersion)); err != nil {
 		return err
 	}
 	if !isSet(fs, "mode") {
 		mode = "" // the cluster's stored mode stands
 	}
-	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log, Instance: instance,
+	// dbClock is the process's one measure of the database's clock (run
+	// in the background by serveUntilDone): the leader publishes and
+	// sleeps on it, and the cache decides its reuse window on it.
+	dbClock := pgsql.NewClock(nil)
+	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log, Instance: instance, Clock: dbClock,
 		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow})
 	if err != nil {
 		return err
 	}
 	api, err := httpapi.New(httpapi.Config{Pool: pool, Direct: upool, Logger: log, Metrics: m, Replica: upd,
-		NoCache: !*useCache, CacheMaxAge: *maxAge})
+		NoCache: !*useCache, CacheMaxAge: *maxAge, Clock: dbClock})
 	if err != nil {
 		return err
 	}
@@ -115,6 +119,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		slog.String("database", fmt.Sprintf("%s@%s/%s", dbc.User, net.JoinHostPort(dbc.Host, strconv.Itoa(int(dbc.Port))), dbc.Database)))
 	return serveUntilDone(ctx, server{
 		addr: *addr, debugAddr: *debugAddr, shutdownDelay: *delay,
-		api: api, upd: upd, pool: upool, log: log,
+		api: api, upd: upd, pool: upool, clock: dbClock, log: log,
 	})
 }

@@ -79,7 +79,8 @@ logfile = %s
 			}
 		}
 	}
-	cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini")) //nolint:gosec // the installed pgbouncer
+	// Not CommandContext: it outlives ctx, until Stop.
+	cmd := exec.Command(bin, filepath.Join(dir, "pgbouncer.ini")) //nolint:gosec,noctx // the installed pgbouncer
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
@@ -90,15 +91,16 @@ logfile = %s
 	go func() { b.done <- cmd.Wait() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err == nil {
 			_ = c.Close()
 			return b, nil
 		}
 		select {
 		case err := <-b.done:
-			log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
-			return nil, fmt.Errorf("pgbouncer exited: %v: %s", err, lastLine(string(log)))
+			log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log")) //nolint:gosec // its own log, in its own folder
+			return nil, fmt.Errorf("pgbouncer exited: %w: %s", err, lastLine(string(log)))
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -112,10 +114,20 @@ logfile = %s
 func (b *Bouncer) Stop() error {
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-b.done:
+	case err := <-b.done:
+		return exitedBySignal(err)
 	case <-time.After(5 * time.Second):
 		_ = b.cmd.Process.Kill()
-		<-b.done
+		return exitedBySignal(<-b.done)
 	}
-	return nil
+}
+
+// exitedBySignal is err, unless it says the process ended on a signal
+// (which Stop sent).
+func exitedBySignal(err error) error {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && !exit.Exited() {
+		return nil
+	}
+	return err
 }
