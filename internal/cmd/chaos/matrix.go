@@ -31,7 +31,7 @@ func scenarios() []scenario {
 		{"pgbouncer-2-replicas", "two replicas behind PgBouncer (transaction mode), direct URL for the lock", pgbouncerReplicas},
 		{"tcp-freeze", "the leader's path to PostgreSQL frozen 30 s (no byte, no reset)", tcpFreeze},
 		{"held-locks", "VACUUM FULL of a partition, then ALTER TABLE users, queued behind readers", heldLocks},
-		{"old-snapshot", "a REPEATABLE READ snapshot held for 10 periods", oldSnapshot},
+		{"old-snapshot", "a REPEATABLE READ snapshot held for 10 periods (90 s at least)", oldSnapshot},
 		{"role-statement-timeout", "strict, 1M users, the role's statement_timeout 500 ms", roleStatementTimeout},
 		{"disk-full-trigger", "one partition's updates fail with SQLSTATE 53100 (disk full)", diskFullTrigger},
 	}
