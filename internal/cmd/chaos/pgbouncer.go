@@ -86,7 +86,7 @@ func startPgbouncer(ctx context.Context, dir string, pgPort int) (*pgbouncer, er
 			return nil, err
 		}
 	}
-	out, err := os.Create(filepath.Join(dir, "stderr.log"))
+	out, err := os.Create(filepath.Join(dir, "stderr.log")) //nolint:gosec // the harness's own folder
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func startPgbouncer(ctx context.Context, dir string, pgPort int) (*pgbouncer, er
 	}()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		if c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr); err == nil {
 			_ = c.Close() // it listens: that was the question
 			return b, nil
 		}

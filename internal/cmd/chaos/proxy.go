@@ -60,7 +60,7 @@ func (p *freezeProxy) accept() {
 
 func (p *freezeProxy) serve(client net.Conn) {
 	p.waitThawed() // a connection opened while frozen gets nowhere either
-	server, err := net.DialTimeout("tcp", p.target, 3*time.Second)
+	server, err := (&net.Dialer{Timeout: 3 * time.Second}).DialContext(context.Background(), "tcp", p.target)
 	if err != nil {
 		_ = client.Close() // the server is down: the client sees it as such
 		return
