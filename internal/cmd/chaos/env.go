@@ -170,6 +170,8 @@ func (e *env) runScenario(ctx context.Context, s scenario) *result {
 			r.err = fmt.Errorf("restore a healthy cluster: %w", err)
 			return
 		}
+		x.watcher = startWatcher(ctx, e.pg.db)
+		defer x.watcher.stop()
 		if err := s.run(ctx, x); err != nil {
 			r.err = err
 		}

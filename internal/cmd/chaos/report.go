@@ -116,6 +116,7 @@ func (r *report) markdown() string {
 		mib(maxRSS), kib(maxMetricsBytes), mib(maxRSSGrowth))
 	p("- **truth**: every user in every 200 of `GET /` the normal client got had those points, above the floor, at some moment while the request was served. ")
 	p("Deferred triggers of the harness's record each bucket's (cycle, seed) and each floor as they commit; a user's points at a time are `pointsd_draw(id, seed)` of its bucket's last write before it. ")
+	p("A change may be read from its commit record on, and its old state until a watcher polling `cycle_state` and `buckets` every %s first sees it (a strict COMMIT's WAL flush takes tens of milliseconds). ", watchEvery)
 	p("A control, each answered user one point off, must come out untrue in full. A timestamp later than its answer is untrue too.\n")
 	p("- **stale writes**: no bucket write commits a cycle below `cycle_state.cycle` as it commits (a leader that lost the lead and wrote anyway).\n")
 	p("- **recovery**: from the fault's end to the first 200 on `GET /`; also, where relevant, to a new leader and to the next finished cycle.\n")

@@ -68,6 +68,7 @@ type sc struct {
 	prober   *prober
 	replicas []*replica
 	users    int64     // users the scenario runs with (0: the run's -users)
+	watcher  *watcher  // when each change became visible, for the truth check
 	running  int64     // the cycle unfinished when the fault began, 0 if none
 	strictAt time.Time // the boundary of the strict cycle caught running
 }
@@ -259,7 +260,7 @@ func (x *sc) conclude(ctx context.Context, o concludeOpts) {
 	x.prober.stop()
 	r.clients = x.prober.tally(time.Time{}, time.Time{})
 	r.add(checkClients("clients", r.clients))
-	r.add(checkTruth(ctx, db, x.prober.snapshot()))
+	r.add(checkTruth(ctx, db, x.prober.snapshot(), x.watcher.stop()))
 	r.add(checkStaleWrites(ctx, db, r.started))
 	r.add(checkResources(ctx, x.replicas))
 }

@@ -18,9 +18,10 @@ import (
 // that commits a cycle older than cycle_state's: a stale leader's.
 //
 // The triggers are deferred constraint triggers, so they run at commit, and
-// clock_timestamp() is the commit's time to within a millisecond, not the
-// statement's (a strict UPDATE runs for a second before it commits). The
-// harness and the server share one clock: they run on one machine.
+// clock_timestamp() is the commit's start, not the statement's (a strict
+// UPDATE runs for a second before it commits). Readers see the change only
+// once the commit's WAL is flushed: the watcher (visible.go) times that.
+// The harness and the server share one clock: they run on one machine.
 const truthSQL = `
 CREATE TABLE IF NOT EXISTS chaos_truth (
 	at          timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -80,35 +81,53 @@ func truthInstalled(ctx context.Context, db *pgxpool.Pool) bool {
 	return err == nil && n == 2
 }
 
-// commitSlack is how long before a request was sent its answer may have
-// been read: a recorded commit time precedes the commit's visibility by
-// the commit itself (a WAL flush).
-const commitSlack = 20 * time.Millisecond
+// unseenSlack is how long after its commit record a change the watcher
+// did not see (visible.go) may still be invisible to readers: the longest
+// COMMIT flush measured here, with room.
+const unseenSlack = 100 * time.Millisecond
+
+// evSQL gives each recorded change its two times: at, when it committed
+// (the new state may be read from then), and vis, when the watcher first
+// saw it (the old state may be read until then).
+const evSQL = `INSERT INTO chaos_ev
+	SELECT h.kind, h.part, h.cycle, h.seed, h.floor, h.at,
+		coalesce((SELECT min(s.seen) FROM chaos_seen s
+			WHERE s.kind = h.kind AND s.part IS NOT DISTINCT FROM h.part AND s.cycle = h.cycle
+			  AND (h.kind = 'bucket' OR s.floor = h.floor) AND s.seen >= h.at), h.at + $1::interval) AS vis
+	FROM chaos_truth h`
 
 // truthQuery judges each answered user at the start of its request and at
 // every recorded change while it was served: true if at one of them the
-// user had those points and they were above the floor; unknown when the
-// record says nothing of its bucket or the floor (a deleted row).
+// user had those points, above the floor, in the state committed by then
+// or in the state still visible then; unknown when the record says nothing
+// of its bucket or the floor (a deleted row).
 const truthQuery = `
 WITH a AS (
 	SELECT a.*, u.tableoid::regclass::text AS part FROM chaos_answers a JOIN users u USING (id)
 ), t AS (
-	SELECT n, id, points, part, sent - $1::interval AS t FROM a
-	UNION ALL
-	SELECT a.n, a.id, a.points, a.part, h.at FROM a JOIN chaos_truth h
-		ON h.at > a.sent - $1::interval AND h.at <= a.done AND (h.kind = 'floor' OR h.part = a.part)
+	SELECT n, id, points, part, sent AS t FROM a
+	UNION
+	SELECT a.n, a.id, a.points, a.part, x.t FROM a JOIN chaos_ev h
+		ON (h.kind = 'floor' OR h.part = a.part) AND (h.at BETWEEN a.sent AND a.done OR h.vis BETWEEN a.sent AND a.done)
+		CROSS JOIN LATERAL (VALUES (h.at), (h.vis)) x(t)
+	WHERE x.t BETWEEN a.sent AND a.done
 ), v AS (
-	SELECT t.n, t.id, t.points, f.floor, b.cycle, b.seed
+	SELECT t.n, t.id, t.points, fn.floor AS fn, fo.floor AS fo, bn.cycle AS cn, bn.seed AS sn, bo.cycle AS co, bo.seed AS so
 	FROM t
-	LEFT JOIN LATERAL (SELECT floor FROM chaos_truth f WHERE f.kind = 'floor' AND f.part IS NULL AND f.at <= t.t
-		ORDER BY f.at DESC LIMIT 1) f ON true
-	LEFT JOIN LATERAL (SELECT cycle, seed FROM chaos_truth b WHERE b.kind = 'bucket' AND b.part = t.part AND b.at <= t.t
-		ORDER BY b.at DESC LIMIT 1) b ON true
+	LEFT JOIN LATERAL (SELECT floor FROM chaos_ev f WHERE f.kind = 'floor' AND f.part IS NULL AND f.at <= t.t ORDER BY f.at DESC LIMIT 1) fn ON true
+	LEFT JOIN LATERAL (SELECT floor FROM chaos_ev f WHERE f.kind = 'floor' AND f.part IS NULL AND f.vis <= t.t ORDER BY f.vis DESC LIMIT 1) fo ON true
+	LEFT JOIN LATERAL (SELECT cycle, seed FROM chaos_ev b WHERE b.kind = 'bucket' AND b.part = t.part AND b.at <= t.t ORDER BY b.at DESC LIMIT 1) bn ON true
+	LEFT JOIN LATERAL (SELECT cycle, seed FROM chaos_ev b WHERE b.kind = 'bucket' AND b.part = t.part AND b.vis <= t.t ORDER BY b.vis DESC LIMIT 1) bo ON true
+), w AS (
+	SELECT n, id, points, fl, pts FROM v
+	CROSS JOIN LATERAL (VALUES (fn), (fo)) f(fl)
+	CROSS JOIN LATERAL (VALUES (CASE WHEN cn = 0 THEN 0 WHEN cn > 0 THEN pointsd_draw(id, sn) END),
+	                           (CASE WHEN co = 0 THEN 0 WHEN co > 0 THEN pointsd_draw(id, so) END)) p(pts)
 ), u AS (
 	SELECT n, id,
-		coalesce(bool_or(points > floor AND points = CASE WHEN cycle = 0 THEN 0 ELSE pointsd_draw(id, seed) END), false) AS ok,
-		bool_and(floor IS NULL OR cycle IS NULL) AS unknown
-	FROM v GROUP BY n, id
+		coalesce(bool_or(points > fl AND points = pts), false) AS ok,
+		bool_and(fl IS NULL OR pts IS NULL) AS unknown
+	FROM w GROUP BY n, id
 )
 SELECT count(DISTINCT n) FILTER (WHERE NOT ok AND NOT unknown),
        count(DISTINCT n) FILTER (WHERE unknown),
@@ -117,7 +136,7 @@ SELECT count(DISTINCT n) FILTER (WHERE NOT ok AND NOT unknown),
 FROM u`
 
 // checkTruth runs the truth check on the normal clients' answers.
-func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome) check {
+func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome, seen []seenChange) check {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var rows [][]any
@@ -142,6 +161,7 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome) check {
 	}
 	var untrue, unknown, judged, first, control int
 	var changed *time.Time // the last change before the first untrue answer
+	var lagAvg, lagMax *float64 // from commit record to visible, of the changes seen meanwhile
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE chaos_answers (n int, id bigint, points int,
 			sent timestamptz, done timestamptz) ON COMMIT DROP`); err != nil {
@@ -150,13 +170,30 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome) check {
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"chaos_answers"}, []string{"n", "id", "points", "sent", "done"}, pgx.CopyFromRows(rows)); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, truthQuery, commitSlack).Scan(&untrue, &unknown, &judged, &first); err != nil {
+		if err := loadSeen(ctx, tx, seen); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE chaos_ev (kind text, part text, cycle bigint, seed bigint,
+			floor smallint, at timestamptz, vis timestamptz) ON COMMIT DROP`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, evSQL, unseenSlack); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE INDEX ON chaos_ev (kind, part, at); CREATE INDEX ON chaos_ev (kind, part, vis); ANALYZE chaos_ev`); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, truthQuery).Scan(&untrue, &unknown, &judged, &first); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT avg(extract(epoch FROM vis - at)) * 1000, max(extract(epoch FROM vis - at)) * 1000
+			FROM chaos_ev WHERE vis - at <> $1::interval AND at >= (SELECT min(sent) FROM chaos_answers)`, unseenSlack).Scan(&lagAvg, &lagMax); err != nil {
 			return err
 		}
 		if first >= 0 {
-			if err := tx.QueryRow(ctx, `SELECT max(h.at) FROM chaos_answers a JOIN users u USING (id), chaos_truth h
-				WHERE a.n = $1 AND (h.kind = 'floor' OR h.part = u.tableoid::regclass::text) AND h.at <= a.sent - $2::interval`,
-				first, commitSlack).Scan(&changed); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT max(h.vis) FROM chaos_answers a JOIN users u USING (id), chaos_ev h
+				WHERE a.n = $1 AND (h.kind = 'floor' OR h.part = u.tableoid::regclass::text) AND h.vis <= a.sent`,
+				first).Scan(&changed); err != nil {
 				return err
 			}
 		}
@@ -166,13 +203,16 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome) check {
 			return err
 		}
 		var x1, x2, x3 int
-		return tx.QueryRow(ctx, truthQuery, commitSlack).Scan(&control, &x1, &x2, &x3)
+		return tx.QueryRow(ctx, truthQuery).Scan(&control, &x1, &x2, &x3)
 	})
 	if err != nil {
 		return check{"truth", false, "truth check: " + err.Error()}
 	}
 	detail := fmt.Sprintf("%d untrue of %d answers with users (%d more empty), %d not verifiable (a deleted row)",
 		untrue, judged, empty, unknown)
+	if lagAvg != nil && lagMax != nil {
+		detail += fmt.Sprintf("; changes visible %.0f ms (max %.0f) after their commit record", *lagAvg, *lagMax)
+	}
 	if future > 0 {
 		detail += fmt.Sprintf("; %d timestamps after their answer", future)
 	}
@@ -183,7 +223,7 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome) check {
 		o := answers[first]
 		detail += fmt.Sprintf("; first: %s, sent %s, done %s: %+v", o.replica, clockMS(o.sent), clockMS(o.done), o.answer.Users)
 		if changed != nil {
-			detail += fmt.Sprintf(", %d ms after the change that made it untrue (%s)", o.sent.Sub(*changed).Milliseconds(), clockMS(*changed))
+			detail += fmt.Sprintf(", %d ms after the change that made it untrue was visible (%s)", o.sent.Sub(*changed).Milliseconds(), clockMS(*changed))
 		}
 	}
 	return check{"truth", untrue == 0 && future == 0 && judged+empty > 0 && control >= judged-unknown, detail}
