@@ -25,10 +25,30 @@ const (
 
 // outcome is one request of a normal client.
 type outcome struct {
+	replica    string
 	path       string
 	sent, done time.Time
 	class      int
-	detail     string // the 503's error, or what was wrong
+	detail     string  // the 503's error, or what was wrong
+	answer     *answer // a 200 of GET /, for the truth check (truth.go)
+}
+
+// answer is the body of a 200 of GET /.
+type answer struct {
+	Users []struct {
+		ID     int64 `json:"id"`
+		Points int   `json:"points"`
+	} `json:"users"`
+	Timestamp *string `json:"timestamp"`
+}
+
+// parseAnswer reads a GET / body, nil when it is not a well-formed answer.
+func parseAnswer(body []byte) *answer {
+	var a answer
+	if err := json.Unmarshal(body, &a); err != nil || a.Users == nil || len(a.Users) > 2 {
+		return nil
+	}
+	return &a
 }
 
 // tally counts outcomes by class, and the distinct details.
@@ -97,14 +117,8 @@ func classify(path string, resp *http.Response, body []byte, err error) (int, st
 		if path != "/" {
 			return classOK, ""
 		}
-		var a struct {
-			Users []struct {
-				ID     int64 `json:"id"`
-				Points int   `json:"points"`
-			} `json:"users"`
-			Timestamp *string `json:"timestamp"`
-		}
-		if err := json.Unmarshal(body, &a); err != nil || a.Users == nil || len(a.Users) > 2 {
+		a := parseAnswer(body)
+		if a == nil {
 			return classOther, "200 with a malformed answer: " + snippet(body)
 		}
 		for _, u := range a.Users {
@@ -215,7 +229,7 @@ func (p *prober) probing(r *replica) bool {
 
 func (p *prober) loop(r *replica, path string) {
 	for p.probing(r) && p.ctx.Err() == nil {
-		o := outcome{path: path, sent: time.Now()}
+		o := outcome{replica: r.name, path: path, sent: time.Now()}
 		req, _ := http.NewRequestWithContext(p.ctx, http.MethodGet, r.url(path), nil)
 		resp, err := p.client.Do(req)
 		var body []byte
@@ -228,6 +242,9 @@ func (p *prober) loop(r *replica, path string) {
 		}
 		o.done = time.Now()
 		o.class, o.detail = classify(path, resp, body, err)
+		if path == "/" && o.class == classOK {
+			o.answer = parseAnswer(body)
+		}
 		p.mu.Lock()
 		p.outcomes = append(p.outcomes, o)
 		p.mu.Unlock()

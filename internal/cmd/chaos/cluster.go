@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,8 +36,9 @@ type cluster struct {
 }
 
 // startCluster starts a cluster in dir (stopping one a killed run left
-// behind, so that it runs with these settings and port).
-func startCluster(ctx context.Context, dir string, log io.Writer) (*cluster, error) {
+// behind, so that it runs with these settings and port), with extra
+// settings on top of the harness's.
+func startCluster(ctx context.Context, dir string, log io.Writer, extra map[string]string) (*cluster, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -48,6 +50,7 @@ func startCluster(ctx context.Context, dir string, log io.Writer) (*cluster, err
 	c := &cluster{dir: abs, bin: bin, log: log, settings: map[string]string{
 		"shared_buffers": "256MB", "max_wal_size": "2GB", "max_connections": "300",
 	}}
+	maps.Copy(c.settings, extra)
 	if _, err := os.Stat(filepath.Join(abs, "postmaster.pid")); err == nil {
 		_ = c.pgctl(ctx, "stop", "-D", abs, "-m", "fast", "-w", "-t", "30")
 	}
@@ -119,7 +122,8 @@ func (c *cluster) close() {
 }
 
 // resetDB drops and recreates the database, then has pointsd migrate it and
-// seed it with users, and installs the cycle history (history.go).
+// seed it with users, and installs the cycle history (history.go) and the
+// truth record (truth.go).
 func (c *cluster) resetDB(ctx context.Context, pointsd string, users int64) error {
 	if c.db != nil {
 		c.db.Close()
@@ -155,7 +159,10 @@ func (c *cluster) resetDB(ctx context.Context, pointsd string, users int64) erro
 	if c.db, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
 		return err
 	}
-	return installHistory(ctx, c.db)
+	if err := installHistory(ctx, c.db); err != nil {
+		return err
+	}
+	return installTruth(ctx, c.db)
 }
 
 // runPointsd runs a pointsd command against dbURL and returns what it

@@ -23,6 +23,9 @@ type env struct {
 	nofile  uint64
 	pgLog   *os.File
 	current string // the scenario running, names its replicas' logs
+	// netnsErr says why there is no network namespace (netns.go); nil
+	// when there is one.
+	netnsErr error
 
 	mu       sync.Mutex
 	replicas []*replica // every replica started and not yet reaped
@@ -41,15 +44,29 @@ func newEnv(ctx context.Context, c config) (*env, error) {
 	if err := os.RemoveAll(e.logDir); err != nil {
 		return nil, err
 	}
+	// The server runs as the postgres user when the harness is root: it
+	// must be able to enter the working folder to reach its cluster.
+	if err := os.MkdirAll(c.dir, 0o755); err != nil { //nolint:gosec // see above
+		return nil, err
+	}
 	if err := os.MkdirAll(e.logDir, 0o750); err != nil {
 		return nil, err
 	}
 	if e.pgLog, err = os.Create(filepath.Join(e.logDir, "pg_ctl.log")); err != nil {
 		return nil, err
 	}
+	var extra map[string]string
+	if e.netnsErr = setupNetns(ctx); e.netnsErr == nil {
+		extra = netnsSettings()
+	} else {
+		log.Printf("no network namespace (%v): its scenarios will not run", e.netnsErr)
+	}
 	log.Printf("starting PostgreSQL in %s", filepath.Join(c.dir, "pg"))
-	if e.pg, err = startCluster(ctx, filepath.Join(c.dir, "pg"), e.pgLog); err != nil {
+	if e.pg, err = startCluster(ctx, filepath.Join(c.dir, "pg"), e.pgLog, extra); err != nil {
 		return e, err
+	}
+	if e.netnsErr == nil {
+		e.netnsErr = allowNetns(ctx, e.pg)
 	}
 	log.Printf("creating %s: migrate, seed %d users", dbName, c.users)
 	start := time.Now()
@@ -69,12 +86,16 @@ func (e *env) close() {
 	if e.pgLog != nil {
 		_ = e.pgLog.Close() // the last of pg_ctl's output; nothing to do on error
 	}
+	cleanupNetns()
 }
 
 // restore makes the cluster healthy for the next scenario: no replica
 // running, PostgreSQL up, and the database undamaged (recreated otherwise).
 func (e *env) restore(ctx context.Context) error {
 	e.stopAll(ctx)
+	if e.netnsErr == nil {
+		_ = blackhole(ctx, false) // a scenario cut short may have left it on
+	}
 	if !e.pg.running(ctx) {
 		log.Print("   restore: PostgreSQL is down, starting it")
 		if err := e.pg.start(ctx); err != nil {
@@ -128,6 +149,11 @@ func (e *env) damage(ctx context.Context) string {
 			return err.Error()
 		}
 	}
+	if !truthInstalled(ctx, db) {
+		if err := installTruth(ctx, db); err != nil {
+			return err.Error()
+		}
+	}
 	return ""
 }
 
@@ -144,6 +170,8 @@ func (e *env) runScenario(ctx context.Context, s scenario) *result {
 			r.err = fmt.Errorf("restore a healthy cluster: %w", err)
 			return
 		}
+		x.watcher = startWatcher(ctx, e.pg.db)
+		defer x.watcher.stop()
 		if err := s.run(ctx, x); err != nil {
 			r.err = err
 		}

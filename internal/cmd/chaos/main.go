@@ -56,7 +56,7 @@ func run() int {
 	log.SetFlags(log.Ltime)
 	if *list {
 		for _, s := range scenarios() {
-			fmt.Printf("%-22s %s\n", s.name, s.title)
+			fmt.Printf("%-24s %s\n", s.name, s.title)
 		}
 		return 0
 	}

@@ -24,5 +24,15 @@ func scenarios() []scenario {
 		{"damage-partition", "a users partition dropped", damage("partition")},
 		{"damage-cycle-state", "the cycle_state row deleted", damage("cycle-state")},
 		{"damage-cycle-backwards", "the cycle number set 5 back", damage("cycle-backwards")},
+		{"leader-sigstop-rolling", "leader SIGSTOPped 30 s mid rolling cycle, then SIGCONT", leaderSigstop("rolling")},
+		{"leader-sigstop-strict", "leader SIGSTOPped 30 s mid strict cycle, then SIGCONT", leaderSigstop("strict")},
+		{"netns-blackhole-rolling", "the leader's network dropped 30 s mid bucket (netns, no reset)", netnsBlackhole("rolling")},
+		{"netns-blackhole-strict", "the leader's network dropped 30 s mid strict transaction (netns, no reset)", netnsBlackhole("strict")},
+		{"pgbouncer-2-replicas", "two replicas behind PgBouncer (transaction mode), direct URL for the lock", pgbouncerReplicas},
+		{"tcp-freeze", "the leader's path to PostgreSQL frozen 30 s (no byte, no reset)", tcpFreeze},
+		{"held-locks", "VACUUM FULL of a partition, then ALTER TABLE users, queued behind readers", heldLocks},
+		{"old-snapshot", "a REPEATABLE READ snapshot held for 10 periods (90 s at least)", oldSnapshot},
+		{"role-statement-timeout", "strict, 1M users, the role's statement_timeout 500 ms", roleStatementTimeout},
+		{"disk-full-trigger", "one partition's updates fail with SQLSTATE 53100 (disk full)", diskFullTrigger},
 	}
 }

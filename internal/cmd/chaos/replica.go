@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -34,11 +36,26 @@ type replica struct {
 // (status, readiness, metrics), apart from the clients under test.
 var statusHTTP = &http.Client{Timeout: 3 * time.Second}
 
+// replicaSpec says how to start a replica beyond its mode and database:
+// where it listens, what it runs under (ip netns exec …), extra settings.
+type replicaSpec struct {
+	mode  string
+	dbURL string
+	host  string   // the address it listens on; 127.0.0.1 when empty
+	wrap  []string // a command the replica runs under, e.g. ip netns exec NS
+	env   []string // extra KEY=value settings (POINTSD_DIRECT_URL=…)
+}
+
 // startReplica starts `pointsd serve` in mode on a free loopback port
-// against dbURL and waits until it answers /healthz. The replica runs in its
+// against dbURL and waits until it answers /healthz.
+func (e *env) startReplica(ctx context.Context, mode, dbURL string) (*replica, error) {
+	return e.startReplicaSpec(ctx, replicaSpec{mode: mode, dbURL: dbURL})
+}
+
+// startReplicaSpec starts a replica as spec says. The replica runs in its
 // own process group (a Ctrl-C reaches the harness only, which kills it) and
 // dies with the harness's thread should the harness be killed.
-func (e *env) startReplica(ctx context.Context, mode, dbURL string) (*replica, error) {
+func (e *env) startReplicaSpec(ctx context.Context, spec replicaSpec) (*replica, error) {
 	port, err := localpg.FreePort(ctx)
 	if err != nil {
 		return nil, err
@@ -47,19 +64,21 @@ func (e *env) startReplica(ctx context.Context, mode, dbURL string) (*replica, e
 	e.seq++
 	name := fmt.Sprintf("r%d", e.seq)
 	e.mu.Unlock()
-	r := &replica{name: name, mode: mode, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+	host := cmp.Or(spec.host, "127.0.0.1")
+	r := &replica{name: name, mode: spec.mode, addr: net.JoinHostPort(host, strconv.Itoa(port)),
 		logPath: filepath.Join(e.logDir, e.current+"-"+name+".log"), done: make(chan struct{})}
 	f, err := os.Create(r.logPath)
 	if err != nil {
 		return nil, err
 	}
-	r.cmd = exec.Command(e.cfg.pointsd, "serve", "-addr", r.addr, "-period", e.cfg.period.String(), "-mode", mode) //nolint:gosec,noctx // our own pointsd build; outlives ctx: the harness stops it (stopAll, killAll)
-	r.cmd.Env = childEnv(dbURL)
+	argv := append(slices.Clone(spec.wrap), e.cfg.pointsd, "serve", "-addr", r.addr, "-period", e.cfg.period.String(), "-mode", spec.mode)
+	r.cmd = exec.Command(argv[0], argv[1:]...) //nolint:gosec,noctx // our own pointsd build (under ip netns exec at most); outlives ctx: the harness stops it (stopAll, killAll)
+	r.cmd.Env = append(childEnv(spec.dbURL), spec.env...)
 	r.cmd.Stdout, r.cmd.Stderr = f, f
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
 		_ = f.Close() // the start's error is the one to report
-		return nil, fmt.Errorf("start %s: %w", e.cfg.pointsd, err)
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	r.started = time.Now()
 	e.mu.Lock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -66,6 +67,8 @@ type sc struct {
 	period   time.Duration
 	prober   *prober
 	replicas []*replica
+	users    int64     // users the scenario runs with (0: the run's -users)
+	watcher  *watcher  // when each change became visible, for the truth check
 	running  int64     // the cycle unfinished when the fault began, 0 if none
 	strictAt time.Time // the boundary of the strict cycle caught running
 }
@@ -74,8 +77,17 @@ type sc struct {
 // leads), waits until each is ready and one leads, and starts the normal
 // client on all of them.
 func (x *sc) start(ctx context.Context, mode string, n int) error {
-	for range n {
-		r, err := x.e.startReplica(ctx, mode, x.e.pg.url)
+	specs := make([]replicaSpec, n)
+	for i := range specs {
+		specs[i] = replicaSpec{mode: mode, dbURL: x.e.pg.url}
+	}
+	return x.startSpecs(ctx, specs...)
+}
+
+// startSpecs is start with a spec per replica.
+func (x *sc) startSpecs(ctx context.Context, specs ...replicaSpec) error {
+	for _, spec := range specs {
+		r, err := x.e.startReplicaSpec(ctx, spec)
 		if r != nil {
 			x.replicas = append(x.replicas, r)
 		}
@@ -230,7 +242,7 @@ func (x *sc) conclude(ctx context.Context, o concludeOpts) {
 		return
 	}
 	db := x.e.pg.db
-	r.add(checkUsers(ctx, db, x.e.cfg.users))
+	r.add(checkUsers(ctx, db, cmp.Or(x.users, x.e.cfg.users)))
 	r.add(checkDraws(ctx, db))
 	r.add(checkBuckets(ctx, db, ceilBoundary(firstDue, x.period)))
 	w := cycleWindow{since: since, firstDue: firstDue, end: end, period: x.period, finishDue: x.period + time.Second}
@@ -248,6 +260,8 @@ func (x *sc) conclude(ctx context.Context, o concludeOpts) {
 	x.prober.stop()
 	r.clients = x.prober.tally(time.Time{}, time.Time{})
 	r.add(checkClients("clients", r.clients))
+	r.add(checkTruth(ctx, db, x.prober.snapshot(), x.watcher.stop()))
+	r.add(checkStaleWrites(ctx, db, r.started))
 	r.add(checkResources(ctx, x.replicas))
 }
 
