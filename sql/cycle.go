@@ -164,6 +164,10 @@ type Bucket struct {
 	// partition of users (dropped or detached by hand: see CheckState).
 	Partition pgx.Identifier
 	Cycle     int64 // the last cycle that rewrote it
+	// Local is whether the partition is a plain table of this server (not
+	// distributed by Citus): its rewrite then checks every row against
+	// the partition's bound, which locks the parent, users, too.
+	Local bool
 }
 
 // Buckets lists every bucket in slot order, those whose partition is gone
@@ -171,7 +175,8 @@ type Bucket struct {
 // not shift the others.
 func Buckets(ctx context.Context, db DBTX) ([]Bucket, error) {
 	rows, err := db.Query(ctx, `
-		SELECT b.bucket, n.nspname, c.relname, b.cycle
+		SELECT b.bucket, n.nspname, c.relname, b.cycle,
+		       NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') AS local
 		FROM buckets b
 		LEFT JOIN pg_inherits i ON i.inhrelid = b.partition AND i.inhparent = 'users'::regclass
 		LEFT JOIN pg_class c ON c.oid = i.inhrelid
@@ -183,7 +188,7 @@ func Buckets(ctx context.Context, db DBTX) ([]Bucket, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Bucket, error) {
 		var b Bucket
 		var schema, table *string
-		err := row.Scan(&b.Index, &schema, &table, &b.Cycle)
+		err := row.Scan(&b.Index, &schema, &table, &b.Cycle, &b.Local)
 		if table != nil {
 			b.Partition = pgx.Identifier{*schema, *table}
 		}
@@ -208,6 +213,16 @@ func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, c Cycle) (rows int64, 
 	}
 	if tag.RowsAffected() == 0 {
 		return 0, false, checkTerm(ctx, tx, c.Term)
+	}
+	// The parent first: the rewrite locks the partition, then the parent
+	// (for the partition's bound). Behind a queued ALTER TABLE users,
+	// which locks the parent, then every partition, that order is a
+	// deadlock each bucket would hold until its lock_timeout, one
+	// partition after another. Waiting on the parent alone holds nothing.
+	if b.Local {
+		if _, err = tx.Exec(ctx, `LOCK TABLE ONLY users IN ACCESS SHARE MODE`); err != nil {
+			return 0, false, fmt.Errorf("lock users for bucket %d: %w", b.Index, err)
+		}
 	}
 	if rows, err = UpdatePartition(ctx, tx, b.Partition, c.Seed); err != nil {
 		return 0, false, err

@@ -120,3 +120,55 @@ func TestOwnStatementTimeoutOverridesTheDatabases(t *testing.T) {
 		}
 	}
 }
+
+// A DBA's ALTER TABLE users queued behind a long reader blocks every
+// write to users until it is through. Once the reader ends it must get
+// through at once: bucket transactions wait on the parent, holding no
+// partition, rather than each holding its partition against the ALTER
+// until its lock_timeout. The cycle then finishes.
+func TestQueuedAlterTableGoesThroughAtOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 16, Users: 2_000})
+	pool := pgtest.Pool(t, url)
+	reader := connectAs(t, url, "test-reader")
+	if _, err := reader.Exec(ctx, `BEGIN; SELECT count(*) FROM users`); err != nil {
+		t.Fatal(err)
+	}
+	alterDone := make(chan time.Time, 1)
+	go func() {
+		if _, err := pool.Exec(ctx, `ALTER TABLE users ADD COLUMN note text`); err != nil {
+			t.Error(err)
+		}
+		alterDone <- time.Now()
+	}()
+	pgtest.Eventually(t, 5*time.Second, "the ALTER queues", func() bool {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'ALTER TABLE users%' AND wait_event_type = 'Lock'`).Scan(&n)
+		return err == nil && n == 1
+	})
+
+	cfg := updater.Config{Period: 20 * time.Second, Workers: 2}
+	u, _ := newUpdater(t, sessionPool(t, url, "pointsd-updater/test", updater.SessionLimits(cfg.Period)), cfg)
+	cycle := make(chan error, 1)
+	go func() { _, err := u.RunCycle(ctx); cycle <- err }()
+	time.Sleep(2500 * time.Millisecond) // the buckets meet the queued ALTER
+	released := time.Now()
+	if _, err := reader.Exec(ctx, `COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-alterDone:
+		if took := at.Sub(released); took > time.Second {
+			t.Errorf("the ALTER took %v after the reader ended: the buckets held it up", took)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the ALTER did not get through within 15 s of the reader's end")
+	}
+	if err := <-cycle; err != nil {
+		t.Fatalf("cycle behind a queued ALTER: %v", err)
+	}
+	if n := pgtest.OffDraw(t, pool); n != 0 {
+		t.Errorf("%d users off their bucket's draw", n)
+	}
+}

@@ -47,6 +47,7 @@ func (u *Updater) lead(ctx context.Context, term int64) error {
 			ls.failedCycle = cycle
 			u.log.Warn("cycle cut short by a lock another session holds", slog.Int64("cycle", cycle),
 				slog.String("mode", string(mode)), slog.Any("err", err))
+			continue // the next boundary is due now: no pause
 		case errors.Is(err, pgsql.ErrNoState):
 			u.log.Error("cannot run cycles", slog.Any("err", err))
 		case errors.Is(err, ErrNotStarted):

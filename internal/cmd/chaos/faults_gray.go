@@ -97,17 +97,23 @@ func (x *sc) stepsDown(ctx context.Context, old *replica) {
 // boundariesDuringFault: at most one boundary passes without a cycle while
 // the fault lasts (the failover's).
 func (x *sc) boundariesDuringFault(ctx context.Context) {
-	evs, err := readHistory(ctx, x.e.pg.db, x.res.faultStart.Add(-x.period))
+	x.boundariesBetween(ctx, x.res.faultStart, x.res.faultEnd, "during the fault")
+}
+
+// boundariesBetween checks that at most one boundary in [from, to) passed
+// without a cycle.
+func (x *sc) boundariesBetween(ctx context.Context, from, to time.Time, what string) {
+	evs, err := readHistory(ctx, x.e.pg.db, from.Add(-x.period))
 	if err != nil {
 		x.res.add(check{"boundaries", false, err.Error()})
 		return
 	}
 	due, skipped := 0, 0
-	for b := ceilBoundary(x.res.faultStart, x.period); b.Before(x.res.faultEnd); b = b.Add(x.period) {
+	for b := ceilBoundary(from, x.period); b.Before(to); b = b.Add(x.period) {
 		due++
 		if !startedAt(evs, b) {
 			skipped++
 		}
 	}
-	x.res.add(check{"boundaries", skipped <= 1, fmt.Sprintf("%d of %d boundaries during the fault passed without a cycle (bound: 1)", skipped, due)})
+	x.res.add(check{"boundaries", skipped <= 1, fmt.Sprintf("%d of %d boundaries %s passed without a cycle (bound: 1)", skipped, due, what)})
 }

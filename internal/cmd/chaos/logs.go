@@ -16,6 +16,25 @@ type logLine struct {
 	Time  time.Time `json:"time"`
 	Level string    `json:"level"`
 	Msg   string    `json:"msg"`
+	Cycle int64     `json:"cycle"`
+}
+
+// cutShortMsg is what a leader logs when a held lock (another session's)
+// cut a cycle short: its locked buckets are left to the next cycle.
+const cutShortMsg = "cycle cut short by a lock another session holds"
+
+// cutShort returns the cycles the replicas logged as cut short by a held
+// lock.
+func (x *sc) cutShort() map[int64]bool {
+	cycles := map[int64]bool{}
+	for _, r := range x.replicas {
+		for _, l := range readLog(r.logPath) {
+			if l.Msg == cutShortMsg && l.Cycle > 0 {
+				cycles[l.Cycle] = true
+			}
+		}
+	}
+	return cycles
 }
 
 // readLog returns a replica's log lines; lines that are not JSON (a panic,

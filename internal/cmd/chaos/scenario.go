@@ -205,6 +205,9 @@ type concludeOpts struct {
 	// noRunning: the cycle running at the fault need not finish (the fault
 	// destroyed it on purpose).
 	noRunning bool
+	// cutShort: cycles the leader logs as cut short by a held lock need
+	// not finish (a lock another session holds for periods).
+	cutShort bool
 }
 
 // conclude waits for recovery and the observation window after it, then
@@ -248,6 +251,9 @@ func (x *sc) conclude(ctx context.Context, o concludeOpts) {
 	w := cycleWindow{since: since, firstDue: firstDue, end: end, period: x.period, finishDue: x.period + time.Second}
 	if !o.noRunning {
 		w.running = x.running
+	}
+	if o.cutShort {
+		w.cutShort = x.cutShort()
 	}
 	ck, evs := checkCycles(ctx, db, w)
 	r.add(ck)

@@ -160,7 +160,7 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome, seen []se
 		answers = append(answers, o)
 	}
 	var untrue, unknown, judged, first, control int
-	var changed *time.Time // the last change before the first untrue answer
+	var changed *time.Time      // the last change before the first untrue answer
 	var lagAvg, lagMax *float64 // from commit record to visible, of the changes seen meanwhile
 	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE chaos_answers (n int, id bigint, points int,
