@@ -62,8 +62,12 @@ func (u *Updater) campaign(ctx context.Context) (int64, context.Context, func(),
 			}
 		}
 		if conn != nil {
+			// Bounded: a frozen path to the database must not hold up
+			// the campaign until TCP gives up.
+			tctx, cancel := context.WithTimeout(ctx, u.cfg.LeaderPoll+10*time.Second)
 			var err error
-			term, err = u.tryLead(ctx, conn)
+			term, err = u.tryLead(tctx, conn)
+			cancel()
 			if term > 0 {
 				break
 			}
