@@ -34,7 +34,7 @@ import (
 func (u *Updater) campaign(ctx context.Context) (int64, context.Context, func(), error) {
 	cfg := u.cfg.Pool.Config().ConnConfig.Copy()
 	pgsql.ConfigureSession(cfg, pgsql.SessionName(pgsql.LeaderSession, u.cfg.Instance), true,
-		pgsql.Limits{Statement: u.cfg.LeaderPoll + 5*time.Second, Lock: time.Second})
+		pgsql.Limits{Statement: u.cfg.LeaderPoll + 10*time.Second, Lock: time.Second})
 
 	var conn *pgx.Conn
 	var term int64
