@@ -38,18 +38,33 @@ func leaderSigstop(mode string) func(context.Context, *sc) error {
 		leader.signal(syscall.SIGSTOP)
 		defer leader.signal(syscall.SIGCONT) // whatever happens, never leave it stopped
 		x.res.didf("2 replicas, %s; SIGSTOP to the leader (%s) mid-cycle, SIGCONT %s later", mode, leader.name, grayHold)
-		x.failoverDuringFault(ctx, leader)
-		if !sleepCtx(ctx, time.Until(x.res.faultStart.Add(grayHold))) {
-			return ctx.Err()
-		}
-		leader.signal(syscall.SIGCONT)
-		x.faultEnds()
-		x.prober.add(leader)
-		x.stepsDown(ctx, leader)
-		x.conclude(ctx, concludeOpts{})
-		x.boundariesDuringFault(ctx)
-		return nil
+		return x.grayFault(ctx, leader, true, func() error {
+			leader.signal(syscall.SIGCONT)
+			return nil
+		})
 	}
+}
+
+// grayFault carries a gray fault of the leader old, begun, to its end: a
+// replica other than old must lead while it lasts; after grayHold, heal
+// ends it, old (probed again if reprobe) must step down, and the
+// invariants and the boundaries during the fault are checked.
+func (x *sc) grayFault(ctx context.Context, old *replica, reprobe bool, heal func() error) error {
+	x.failoverDuringFault(ctx, old)
+	if !sleepCtx(ctx, time.Until(x.res.faultStart.Add(grayHold))) {
+		return ctx.Err()
+	}
+	if err := heal(); err != nil {
+		return err
+	}
+	x.faultEnds()
+	if reprobe {
+		x.prober.add(old)
+	}
+	x.stepsDown(ctx, old)
+	x.conclude(ctx, concludeOpts{})
+	x.boundariesDuringFault(ctx)
+	return nil
 }
 
 // failoverDuringFault checks that a replica other than old leads within

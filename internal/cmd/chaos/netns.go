@@ -160,20 +160,10 @@ func netnsBlackhole(mode string) func(context.Context, *sc) error {
 		}
 		x.res.didf("2 replicas, %s; the leader (%s) in network namespace %s, its packets dropped (iptables DROP, no reset) %s for %s; %s on the host",
 			mode, leader.name, nsName, what, grayHold, x.replicas[1].name)
-		x.failoverDuringFault(ctx, leader)
-		if !sleepCtx(ctx, time.Until(x.res.faultStart.Add(grayHold))) {
-			return ctx.Err()
-		}
-		x.noteOrphans(ctx, "at the heal")
-		if err := blackhole(ctx, false); err != nil {
-			return err
-		}
-		x.faultEnds()
-		x.prober.add(leader)
-		x.stepsDown(ctx, leader)
-		x.conclude(ctx, concludeOpts{})
-		x.boundariesDuringFault(ctx)
-		return nil
+		return x.grayFault(ctx, leader, true, func() error {
+			x.noteOrphans(ctx, "at the heal")
+			return blackhole(ctx, false)
+		})
 	}
 }
 

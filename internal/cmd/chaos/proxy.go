@@ -172,14 +172,8 @@ func tcpFreeze(ctx context.Context, x *sc) error {
 	p.freeze()
 	x.res.didf("2 replicas, rolling; the leader (%s) reaches PostgreSQL through a TCP proxy, frozen mid-cycle (sockets open, no byte passes) for %s; %s connects directly",
 		leader.name, grayHold, x.replicas[1].name)
-	x.failoverDuringFault(ctx, leader)
-	if !sleepCtx(ctx, time.Until(x.res.faultStart.Add(grayHold))) {
-		return ctx.Err()
-	}
-	p.unfreeze()
-	x.faultEnds()
-	x.stepsDown(ctx, leader)
-	x.conclude(ctx, concludeOpts{})
-	x.boundariesDuringFault(ctx)
-	return nil
+	return x.grayFault(ctx, leader, false, func() error {
+		p.unfreeze()
+		return nil
+	})
 }
