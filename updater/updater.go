@@ -33,7 +33,8 @@ const drainTimeout = 4 * time.Second
 // Config configures an Updater. Zero values take the defaults above.
 type Config struct {
 	// Pool is the updater's own pool, apart from the one serving queries so
-	// that neither can starve the other. Workers+1 connections suffice.
+	// that neither can starve the other: Workers+2 connections (the
+	// workers, the leader's own reads and writes, the clock's syncs).
 	Pool    *pgxpool.Pool
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
