@@ -44,6 +44,9 @@ type Config struct {
 	Log io.Writer
 	// Port to listen on; 0 picks a free one.
 	Port int
+	// Image is the PostgreSQL image a container runs (StartContainer):
+	// POINTSD_POSTGRES_IMAGE when empty, else the official postgres:15.
+	Image string
 }
 
 // Server is a running PostgreSQL server.
@@ -73,7 +76,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	bin, err := BinDir(ctx)
 	if err != nil {
-		s, derr := startDocker(ctx, cfg)
+		s, derr := StartContainer(ctx, cfg)
 		if derr != nil {
 			// Both ways failed: say why the second did too.
 			return nil, fmt.Errorf("%w (Docker: %w)", ErrNoPostgres, derr)
