@@ -3,17 +3,20 @@ GO ?= go
 BIN := bin/pointsd
 
 # make build stamps the version and commit (pointsd version, pointsd_build_info);
-# the Dockerfile runs the same target, passing both in.
+# the Dockerfile runs the same (make build-pointsd), passing both in.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: build run test lint bench bench-scale chaos fmt-check vet db-stop clean
+.PHONY: build build-pointsd run test lint bench bench-scale chaos stack-test fmt-check vet db-stop clean
 
-# A static (no cgo), -trimpath binary.
-build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pointsd
+# A static (no cgo), -trimpath binary, and the dev runner make run uses.
+build: build-pointsd
 	$(GO) build -o bin/devrun ./internal/cmd/devrun
+
+# The service's binary alone: what the Dockerfile builds.
+build-pointsd:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pointsd
 
 # Uses DATABASE_URL when set; otherwise starts (or reuses) a cluster under
 # ./.data from the installed PostgreSQL binaries and stops it on exit.
@@ -82,6 +85,22 @@ chaos: build
 citusbench: build
 	$(GO) build -o bin/citusbench ./internal/cmd/citusbench
 	env -u DATABASE_URL bin/citusbench -pointsd $(BIN) -dir .data/citusbench $(CITUSBENCH_FLAGS)
+
+# Builds the image and brings compose.yaml up (all but Grafana) on a
+# container engine, then checks it as an operator would (deploy/stack_test.go):
+# a Docker engine when one answers, else podman's Docker API (installed and
+# started by internal/scripts/ensure-podman.sh, as root). Without registry
+# access the official images are replaced by local stand-ins built from
+# Debian's packages (deploy/images/build-standins.sh; built once, then
+# reused). The dockertest test runs on the same engine. A few minutes.
+STACK_ENV = POINTSD_VERSION=$(VERSION) POINTSD_REVISION=$(REVISION) POINTSD_STACK=1 POINTSD_REQUIRE_DOCKER=1
+stack-test:
+	@eval "$$(internal/scripts/ensure-podman.sh)" && \
+	if [ "$${POINTSD_STANDINS:-}" = 1 ] || ! curl -s -o /dev/null -m 5 https://registry-1.docker.io/v2/; then \
+		echo "no container registry answers: building local stand-ins for the official images"; \
+		eval "$$(deploy/images/build-standins.sh)"; fi && \
+	$(STACK_ENV) $(GO) test -count=1 -timeout 20m -run '^TestStack$$' -v ./deploy/ && \
+	$(STACK_ENV) $(GO) test -count=1 -timeout 5m -run '^TestAgainstAContainerPostgres$$' -v ./cmd/pointsd/
 
 # Stops the ./.data cluster if a killed make run left it running.
 db-stop:

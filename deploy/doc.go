@@ -6,5 +6,8 @@
 //
 // The tests check the rules with promtool, the compose file with
 // docker-compose, and every dashboard query and alert against a real
-// Prometheus scraping a real pointsd. There is no Go code to import here.
+// Prometheus scraping a real pointsd; make stack-test brings the compose
+// stack up on a container engine and checks it (stack_test.go). images/
+// builds local stand-ins for the official images, for machines without
+// registry access. There is no Go code to import here.
 package deploy
