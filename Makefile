@@ -14,7 +14,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 # Dockerfile need none of them: devrun and staticserve stay in the service.
 TOOLS := internal/cmd/bench internal/cmd/chaos internal/cmd/citusbench
 
-.PHONY: build run test lint bench bench-scale chaos fmt-check vet db-stop clean
+.PHONY: build run test lint bench bench-scale chaos fmt-check vet check-tracked db-stop clean
 
 # A static (no cgo), -trimpath binary.
 build:
@@ -29,7 +29,7 @@ run: build
 
 # Starts its own PostgreSQL from the server binaries, which it installs when
 # they are missing and it can (see internal/scripts/ensure-postgres.sh).
-test: fmt-check vet
+test: fmt-check vet check-tracked
 	@[ -n "$$TEST_DATABASE_URL" ] || internal/scripts/ensure-postgres.sh
 	$(GO) test -race -count=1 ./...
 	@for m in $(TOOLS); do echo "$(GO) -C $$m test -race -count=1 ./..."; \
@@ -50,6 +50,11 @@ lint:
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.data/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# No tracked file over 1 MB and no tracked executable but scripts: a built
+# binary belongs in bin/ (ignored), not in the history.
+check-tracked:
+	internal/scripts/check-tracked.sh
 
 vet:
 	$(GO) vet ./...
