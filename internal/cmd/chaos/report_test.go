@@ -41,7 +41,7 @@ func testReport() *report {
 			},
 			{
 				name: "pg-down-30s", title: "PostgreSQL down for 30 s",
-				err:  errors.New("start postgres: timeout"),
+				err: errors.New("start postgres: timeout"),
 			},
 		},
 	}
@@ -50,7 +50,11 @@ func testReport() *report {
 // TestReportMarkdown renders a fixed run and compares it with the golden
 // file: the report's wording changes only on purpose (go test -update).
 func TestReportMarkdown(t *testing.T) {
-	golden(t, filepath.Join("testdata", "RELIABILITY.md"), testReport().markdown())
+	md, err := testReport().markdown()
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, filepath.Join("testdata", "RELIABILITY.md"), md)
 }
 
 // golden compares got with the file at path, or rewrites it under -update.
