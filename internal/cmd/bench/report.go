@@ -38,19 +38,35 @@ func (r *report) write(ctx context.Context, c config) error {
 	if err := r.plots(c.out); err != nil {
 		return err
 	}
-	var b strings.Builder
-	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	pgVersion := "unknown"
+	m := benchMachine{cores: runtime.NumCPU(), cpu: host.CPUModel(), mem: host.MemTotal(), goVersion: runtime.Version(), postgres: "unknown"}
 	if pool, err := openPool(ctx, c.dbURL, 1); err == nil {
-		_ = pool.QueryRow(ctx, `SELECT version()`).Scan(&pgVersion)
+		_ = pool.QueryRow(ctx, `SELECT version()`).Scan(&m.postgres)
 		pool.Close()
 	}
+	// The sections other reports hold, copied a level down; "" when absent.
+	paced := section(c.out, "BENCHMARKS-SCALE.md", "`serve -period")
+	citus := strings.TrimSpace(section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 1M") + "\n" +
+		section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 10M"))
+	return os.WriteFile(filepath.Join(c.out, "BENCHMARKS.md"), []byte(r.markdown(c, m, paced, citus)), 0o644) //nolint:gosec // G306: a document of the repository, for everyone to read
+}
+
+// benchMachine is what the reports say of the machine they ran on.
+type benchMachine struct {
+	cores                         int
+	cpu, mem, goVersion, postgres string
+}
+
+// markdown renders BENCHMARKS.md from the run, the machine, and the
+// sections copied from BENCHMARKS-SCALE.md and CITUS.md.
+func (r *report) markdown(c config, m benchMachine, paced, citus string) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# pointsd benchmarks\n\n")
 	p("Measured by `make bench` on %s (took %s): pointsd and the classic approach side by side, in one run, on one machine. ",
 		r.started.UTC().Format("2006-01-02 15:04 MST"), r.took.Round(time.Second))
 	p("Absolute numbers drift with the machine's load; the ratios, measured in the same run, are what to compare.\n\n")
 	p("- Machine: %d cores (%s), %s of memory\n- %s\n- %d users; %d full updates per approach; load-spread periods of %s at %d requests/s\n\n",
-		runtime.NumCPU(), host.CPUModel(), host.MemTotal(), pgVersion, c.users, c.cycles, c.period, c.rate)
+		m.cores, m.cpu, m.mem, m.postgres, c.users, c.cycles, c.period, c.rate)
 
 	p("## Targets\n\n| target | measured | |\n| --- | --- | --- |\n")
 	strict, classic := r.updates[0], r.updates[1]
@@ -132,15 +148,14 @@ func (r *report) write(ctx context.Context, c config) error {
 	p("| plain `INSERT … SELECT generate_series` into an unpartitioned table | %s |\n", r.seedPlain.Round(time.Millisecond))
 	p("| `pointsd seed` (60 partitions, 2 connections) | %s (%.2f×) |\n", r.seedPointsd.Round(time.Millisecond), r.seedPointsd.Seconds()/r.seedPlain.Seconds())
 	p("\n## 5. Memory\n\npointsd's peak resident memory (VmHWM) after the throughput run: %s.\n", mb(r.peakRSS))
-	if paced := section(c.out, "BENCHMARKS-SCALE.md", "`serve -period"); paced != "" {
+	if paced != "" {
 		p("\n## 6. At scale\n\nFrom [BENCHMARKS-SCALE.md](BENCHMARKS-SCALE.md), written by the same `make bench` just before (the cost curve from 1M to 10M users, and the settings, are there):\n\n%s", paced)
 	}
-	if citus := strings.TrimSpace(section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 1M") + "\n" +
-		section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 10M")); citus != "" {
+	if citus != "" {
 		p("\n## 7. On Citus\n\nFrom [CITUS.md](CITUS.md), written by hand from `make citusbench` runs (it needs Citus installed; see there for the commands and what the figures show):\n\n%s\n", citus)
 	}
 	p("\n## Reproduce\n\n```sh\nmake bench\n```\n\nIt runs `make bench-scale` first (BENCHMARKS-SCALE.md), then starts its own PostgreSQL under `./.data/bench`, installs `wrk` when missing (Debian), and rewrites this file and its plots.\n")
-	return os.WriteFile(filepath.Join(c.out, "BENCHMARKS.md"), []byte(b.String()), 0o644) //nolint:gosec // G306: a document of the repository, for everyone to read
+	return b.String()
 }
 
 func (r *report) plots(dir string) error {

@@ -29,12 +29,19 @@ func (r *scaleReport) write(dir string) error {
 	if err := r.plot(dir); err != nil {
 		return err
 	}
+	m := benchMachine{cores: runtime.NumCPU(), cpu: host.CPUModel(), mem: host.MemTotal(), goVersion: runtime.Version()}
+	//nolint:gosec // G306: a document of the repository, readable by all
+	return os.WriteFile(filepath.Join(dir, "BENCHMARKS-SCALE.md"), []byte(r.markdown(m)), 0o644)
+}
+
+// markdown renders BENCHMARKS-SCALE.md from the run and the machine.
+func (r *scaleReport) markdown(m benchMachine) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# pointsd at scale: the cost curve\n\n")
 	p("Written by `make bench-scale` on %s, in %s: %d cores (%s), %s of memory, %s, PostgreSQL from the machine's binaries, %s.\n",
-		r.started.UTC().Format("2006-01-02 15:04 MST"), r.took.Round(time.Second), runtime.NumCPU(), host.CPUModel(),
-		host.MemTotal(), runtime.Version(), tuned.about)
+		r.started.UTC().Format("2006-01-02 15:04 MST"), r.took.Round(time.Second), m.cores, m.cpu,
+		m.mem, m.goVersion, tuned.about)
 	p("Every figure comes from this one run; the machine is shared, so compare within a table, not across runs.\n\n")
 
 	p("## What a cycle costs as users grow\n\n")
@@ -102,8 +109,7 @@ func (r *scaleReport) write(dir string) error {
 			x.period, met(x.overruns == 0 && x.skipped == 0), met(ratio >= 0.6))
 	}
 	p("\n## Reproduce\n\n```sh\nmake bench-scale\n```\n\nIt starts its own PostgreSQL under `./.data/scale` (and restarts it to change settings), and rewrites this file and its plot. Sizes: `bin/bench -scale 1000000,3000000,10000000`.\n")
-	//nolint:gosec // G306: a document of the repository, readable by all
-	return os.WriteFile(filepath.Join(dir, "BENCHMARKS-SCALE.md"), []byte(b.String()), 0o644)
+	return b.String()
 }
 
 // comparedAt reports whether other profiles ran at n users.
