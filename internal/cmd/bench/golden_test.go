@@ -90,9 +90,20 @@ func TestReportsMarkdown(t *testing.T) {
 	golden(t, "BENCHMARKS.md", r.markdown(c, testMachine, paced, citus))
 	golden(t, "BENCHMARKS-alone.md", r.markdown(c, testMachine, "", ""))
 	s := testScaleReport()
-	golden(t, "BENCHMARKS-SCALE.md", s.markdown(testMachine))
+	golden(t, "BENCHMARKS-SCALE.md", must(t)(s.markdown(testMachine)))
 	s.runs, s.paced = s.runs[:1], nil
-	golden(t, "BENCHMARKS-SCALE-one.md", s.markdown(testMachine))
+	golden(t, "BENCHMARKS-SCALE-one.md", must(t)(s.markdown(testMachine)))
+}
+
+// must fails the test on a rendering error, else passes the text on.
+func must(t *testing.T) func(string, error) string {
+	return func(s string, err error) string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 }
 
 // golden compares got with testdata/name, or rewrites it under -update.
