@@ -87,8 +87,8 @@ func TestReportsMarkdown(t *testing.T) {
 	r, c := testReport()
 	paced := "### 10M users, `serve -period 1m0s`, under load\n\nfigures\n"
 	citus := "### One PostgreSQL beside Citus, 1M users\n\ncitus figures"
-	golden(t, "BENCHMARKS.md", r.markdown(c, testMachine, paced, citus))
-	golden(t, "BENCHMARKS-alone.md", r.markdown(c, testMachine, "", ""))
+	golden(t, "BENCHMARKS.md", must(t)(r.markdown(c, testMachine, paced, citus)))
+	golden(t, "BENCHMARKS-alone.md", must(t)(r.markdown(c, testMachine, "", "")))
 	s := testScaleReport()
 	golden(t, "BENCHMARKS-SCALE.md", must(t)(s.markdown(testMachine)))
 	s.runs, s.paced = s.runs[:1], nil
