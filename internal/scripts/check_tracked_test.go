@@ -45,7 +45,7 @@ func TestCheckTracked(t *testing.T) {
 			}
 			git(t, dir, "add", ".")
 			var stderr bytes.Buffer
-			cmd := exec.Command(script, dir)
+			cmd := exec.CommandContext(t.Context(), script, dir) //nolint:gosec // test: runs the script beside it
 			cmd.Stderr = &stderr
 			err := cmd.Run()
 			switch {
@@ -63,7 +63,7 @@ func TestCheckTracked(t *testing.T) {
 // git runs a git command in dir, failing the test if it fails.
 func git(t *testing.T, dir string, args ...string) {
 	t.Helper()
-	cmd := exec.Command("git", args...)
+	cmd := exec.CommandContext(t.Context(), "git", args...) //nolint:gosec // test: git on the test's own repository
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("git %v: %v\n%s", args, err, out)

@@ -68,7 +68,7 @@ func golden(t *testing.T, path, got string) {
 			t.Fatal(err)
 		}
 	}
-	want, err := os.ReadFile(path)
+	want, err := os.ReadFile(path) //nolint:gosec // a file of the test's own
 	if err != nil {
 		t.Fatal(err)
 	}
