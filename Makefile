@@ -8,13 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-# The heavy tools are modules of their own, so the service's go.mod holds
-# only what the service and its tests need (no plotting for bench). Each
-# replaces github.com/pointsd/pointsd with this checkout. make build and the
-# Dockerfile need none of them: devrun and staticserve stay in the service.
-TOOLS := internal/cmd/bench internal/cmd/chaos internal/cmd/citusbench
-
-.PHONY: build run test lint bench bench-scale chaos fmt-check vet check-tracked db-stop clean
+.PHONY: build run test lint bench bench-scale chaos fmt-check vet db-stop clean
 
 # A static (no cgo), -trimpath binary.
 build:
@@ -26,6 +20,12 @@ build:
 run: build
 	@[ -n "$$DATABASE_URL" ] || internal/scripts/ensure-postgres.sh
 	bin/devrun -- sh -c '$(BIN) migrate && $(BIN) seed && exec $(BIN) serve'
+
+# The heavy tools are modules of their own, so the service's go.mod holds
+# only what the service and its tests need (no plotting for bench). Each
+# replaces github.com/pointsd/pointsd with this checkout. make build and the
+# Dockerfile need none of them: devrun and staticserve stay in the service.
+TOOLS := internal/cmd/bench internal/cmd/chaos internal/cmd/citusbench
 
 # Starts its own PostgreSQL from the server binaries, which it installs when
 # they are missing and it can (see internal/scripts/ensure-postgres.sh).
@@ -53,6 +53,7 @@ fmt-check:
 
 # No tracked file over 1 MB and no tracked executable but scripts: a built
 # binary belongs in bin/ (ignored), not in the history.
+.PHONY: check-tracked
 check-tracked:
 	internal/scripts/check-tracked.sh
 
