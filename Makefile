@@ -24,11 +24,19 @@ run: build
 	@[ -n "$$DATABASE_URL" ] || internal/scripts/ensure-postgres.sh
 	bin/devrun -- sh -c '$(BIN) migrate && $(BIN) seed && exec $(BIN) serve'
 
+# The heavy tools are modules of their own, so the service's go.mod holds
+# only what the service and its tests need (no plotting for bench). Each
+# replaces github.com/pointsd/pointsd with this checkout. make build and the
+# Dockerfile need none of them: devrun and staticserve stay in the service.
+TOOLS := internal/cmd/bench internal/cmd/chaos internal/cmd/citusbench
+
 # Starts its own PostgreSQL from the server binaries, which it installs when
 # they are missing and it can (see internal/scripts/ensure-postgres.sh).
-test: fmt-check vet
+test: fmt-check vet check-tracked
 	@[ -n "$$TEST_DATABASE_URL" ] || internal/scripts/ensure-postgres.sh
 	$(GO) test -race -count=1 ./...
+	@for m in $(TOOLS); do echo "$(GO) -C $$m test -race -count=1 ./..."; \
+		$(GO) -C $$m test -race -count=1 ./... || exit 1; done
 
 # golangci-lint at the version .golangci.yml was written for, installed with
 # go install when missing (into $(go env GOPATH)/bin).
@@ -39,13 +47,22 @@ lint:
 		{ echo "installing golangci-lint $(GOLANGCI_LINT_VERSION)"; \
 		  $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); }
 	$(GOLANGCI_LINT) run ./...
+	@for m in $(TOOLS); do echo "(cd $$m && $(GOLANGCI_LINT) run ./...)"; \
+		(cd $$m && $(GOLANGCI_LINT) run ./...) || exit 1; done
 
 fmt-check:
 	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './.data/*')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# No tracked file over 1 MB and no tracked executable but scripts: a built
+# binary belongs in bin/ (ignored), not in the history.
+.PHONY: check-tracked
+check-tracked:
+	internal/scripts/check-tracked.sh
+
 vet:
 	$(GO) vet ./...
+	@for m in $(TOOLS); do echo "$(GO) -C $$m vet ./..."; $(GO) -C $$m vet ./... || exit 1; done
 
 # Measures the cost curve (make bench-scale), then pointsd against the
 # classic approach, on clusters of its own (never DATABASE_URL's: it drops
@@ -61,7 +78,7 @@ bench: bench-scale
 bench-scale: build
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y -qq wrk >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }
-	$(GO) build -o bin/bench ./internal/cmd/bench
+	$(GO) -C internal/cmd/bench build -o $(CURDIR)/bin/bench .
 	$(GO) build -o bin/staticserve ./internal/cmd/staticserve
 	env -u DATABASE_URL bin/bench -pointsd $(BIN) -static bin/staticserve -out docs \
 		-scale 1000000,3000000,10000000
@@ -74,7 +91,7 @@ chaos: build
 	@command -v iptables >/dev/null && command -v pgbouncer >/dev/null || { echo "installing iptables and pgbouncer"; \
 		apt-get install -y -qq iptables pgbouncer >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq iptables pgbouncer >/dev/null; }; }
-	$(GO) build -o bin/chaos ./internal/cmd/chaos
+	$(GO) -C internal/cmd/chaos build -o $(CURDIR)/bin/chaos .
 	env -u DATABASE_URL bin/chaos -pointsd $(BIN) -dir .data/chaos -out docs
 
 # Measures pointsd on one PostgreSQL beside a local Citus cluster (a
@@ -83,7 +100,7 @@ chaos: build
 # installed (../shared/citus/build-citus.sh). CITUSBENCH_FLAGS=-users=10000000
 .PHONY: citusbench
 citusbench: build
-	$(GO) build -o bin/citusbench ./internal/cmd/citusbench
+	$(GO) -C internal/cmd/citusbench build -o $(CURDIR)/bin/citusbench .
 	env -u DATABASE_URL bin/citusbench -pointsd $(BIN) -dir .data/citusbench $(CITUSBENCH_FLAGS)
 
 # Builds the image and brings compose.yaml up (all but Grafana) on a

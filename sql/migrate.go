@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"slices"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -146,8 +145,9 @@ func newProvider(pool *pgxpool.Pool, partitions int, log *slog.Logger) (*goose.P
 	if err != nil {
 		return nil, err
 	}
-	files := without{sub, usersMigration}
 	opts := []goose.ProviderOption{
+		// Version 1's file is the Go migration's to run, not goose's.
+		goose.WithExcludeNames([]string{usersMigration}),
 		goose.WithTableName(migrationsTable),
 		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
@@ -161,7 +161,7 @@ func newProvider(pool *pgxpool.Pool, partitions int, log *slog.Logger) (*goose.P
 	} else {
 		opts = append(opts, goose.WithLogger(goose.NopLogger()))
 	}
-	return goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(pool), files, opts...)
+	return goose.NewProvider(goose.DialectPostgres, stdlib.OpenDBFromPool(pool), sub, opts...)
 }
 
 // latestVersion is the newest migration this binary knows: the highest of
@@ -227,23 +227,4 @@ func wrapErr(what string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", what, err)
-}
-
-// without is fsys with one file left out: goose reads the SQL migrations
-// from it, and version 1's file is the Go migration's to run.
-type without struct {
-	fsys fs.FS
-	name string
-}
-
-func (w without) Open(name string) (fs.File, error) {
-	if name == w.name {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
-	}
-	return w.fsys.Open(name)
-}
-
-func (w without) ReadDir(name string) ([]fs.DirEntry, error) {
-	entries, err := fs.ReadDir(w.fsys, name)
-	return slices.DeleteFunc(entries, func(e fs.DirEntry) bool { return name == "." && e.Name() == w.name }), err
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"text/template"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -38,61 +40,103 @@ func (r *report) write(ctx context.Context, c config) error {
 	if err := r.plots(c.out); err != nil {
 		return err
 	}
-	var b strings.Builder
-	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	pgVersion := "unknown"
+	m := benchMachine{cores: runtime.NumCPU(), cpu: host.CPUModel(), mem: host.MemTotal(), goVersion: runtime.Version(), postgres: "unknown"}
 	if pool, err := openPool(ctx, c.dbURL, 1); err == nil {
-		_ = pool.QueryRow(ctx, `SELECT version()`).Scan(&pgVersion)
+		_ = pool.QueryRow(ctx, `SELECT version()`).Scan(&m.postgres)
 		pool.Close()
 	}
-	p("# pointsd benchmarks\n\n")
-	p("Measured by `make bench` on %s (took %s): pointsd and the classic approach side by side, in one run, on one machine. ",
-		r.started.UTC().Format("2006-01-02 15:04 MST"), r.took.Round(time.Second))
-	p("Absolute numbers drift with the machine's load; the ratios, measured in the same run, are what to compare.\n\n")
-	p("- Machine: %d cores (%s), %s of memory\n- %s\n- %d users; %d full updates per approach; load-spread periods of %s at %d requests/s\n\n",
-		runtime.NumCPU(), host.CPUModel(), host.MemTotal(), pgVersion, c.users, c.cycles, c.period, c.rate)
+	// The sections other reports hold, copied a level down; "" when absent.
+	paced := section(c.out, "BENCHMARKS-SCALE.md", "`serve -period")
+	citus := strings.TrimSpace(section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 1M") + "\n" +
+		section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 10M"))
+	md, err := r.markdown(c, m, paced, citus)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(c.out, "BENCHMARKS.md"), []byte(md), 0o644) //nolint:gosec // G306: a document of the repository, for everyone to read
+}
 
-	p("## Targets\n\n| target | measured | |\n| --- | --- | --- |\n")
+// benchMachine is what the reports say of the machine they ran on.
+type benchMachine struct {
+	cores                         int
+	cpu, mem, goVersion, postgres string
+}
+
+// reportTemplateText is BENCHMARKS.md with the run's figures left out.
+//
+//go:embed report.md.tmpl
+var reportTemplateText string
+
+// reportTemplate renders a benchPage.
+var reportTemplate = template.Must(template.New("BENCHMARKS.md").
+	Funcs(template.FuncMap{"join": strings.Join}).Parse(reportTemplateText))
+
+// benchPage is what report.md.tmpl shows, formatted. A table's rows are
+// its cells, in the order of the template's header.
+type benchPage struct {
+	Started, Took, Machine, PostgreSQL string
+	Users                              int64
+	Cycles, Rate, PeriodSeconds        int
+	Period                             time.Duration
+	Targets                            []target
+	Steady                             string // the cycles of the steady state, "11–20"
+	Updates, Spread, Throughput        [][]string
+	Modes                              []string // the spread's, in the per-second table
+	PerSecond                          [][]string
+	SeedPlain, SeedPointsd, PeakRSS    string
+	Paced, Citus                       string // sections copied from other reports
+}
+
+// target is one row of the targets table.
+type target struct{ Name, Measured, Met string }
+
+// markdown renders BENCHMARKS.md from the run, the machine, and the
+// sections copied from BENCHMARKS-SCALE.md and CITUS.md.
+func (r *report) markdown(c config, m benchMachine, paced, citus string) (string, error) {
 	strict, classic := r.updates[0], r.updates[1]
 	steady := func(u *updateRun) time.Duration { return median(u.took[len(u.took)/2:]) }
-	ratio := steady(strict).Seconds() / steady(classic).Seconds()
-	p("| steady-state strict cycle ≤ 0.35× the classic UPDATE | %.2f× (%s vs %s, medians of cycles %d–%d) | %s |\n",
-		ratio, steady(strict).Round(time.Millisecond), steady(classic).Round(time.Millisecond), len(strict.took)/2+1, len(strict.took), met(ratio <= 0.35))
-	growth := float64(strict.bytes[len(strict.bytes)-1]) / float64(strict.bytes[0])
-	p("| table after cycle %d ≤ 1.1× after cycle 1 | %.2f× (%s → %s) | %s |\n",
-		len(strict.bytes), growth, mb(strict.bytes[0]), mb(strict.bytes[len(strict.bytes)-1]), met(growth <= 1.1))
-	rolling := r.spread[1]
-	spike := worstP99(rolling.seconds).Seconds() / medianP99(rolling.seconds).Seconds()
-	control := r.spread[2]
-	p("| rolling: worst second's p99 ≤ 1.5× the median second's | %.2f× (%s vs %s; the static control: %.2f×) | %s |\n",
-		spike, ms(worstP99(rolling.seconds)), ms(medianP99(rolling.seconds)),
-		worstP99(control.seconds).Seconds()/medianP99(control.seconds).Seconds(), met(spike <= 1.5))
-	pd, static := r.throughput[0], r.throughput[1]
-	share := pd.rps / static.rps
-	p("| GET / ≥ 85%% of a static Go handler's requests/s | %.0f%% (%.0f vs %.0f req/s) | %s |\n", 100*share, pd.rps, static.rps, met(share >= 0.85))
-	fresh := r.throughput[3]
-	first := fresh.rps / pd.rps
-	p("| GET / in the first period after start ≥ 50%% of steady state | %.0f%% (%.0f vs %.0f req/s; p99 %s vs %s) | %s |\n",
-		100*first, fresh.rps, pd.rps, ms(fresh.p99), ms(pd.p99), met(first >= 0.5))
-	p("| peak RSS during the throughput run < 64 MB | %s | %s |\n\n", mb(r.peakRSS), met(r.peakRSS < 64<<20))
-
-	p("## 1. Full update of %d users, steady state\n\n", c.users)
-	p("Each cycle rewrites every user's points. pointsd's strict cycle is one transaction over the hash-partitioned, fillfactor-45 table (every update HOT); ")
-	p("the classic approach is `UPDATE users SET points = floor(random()*101)` on a bigserial-keyed table at the default fillfactor; ")
-	p("the parallel variant updates that table in 1,000-id ranges on two connections. The three take turns, cycle by cycle.\n\n")
-	p("![time per cycle](update_time.svg)\n\n![table size](table_size.svg)\n\n")
-	p("| approach | cycle 1 | median of cycles %d–%d | size after cycle 1 | after cycle %d |\n| --- | --- | --- | --- | --- |\n", len(strict.took)/2+1, len(strict.took), len(strict.took))
-	for _, u := range r.updates {
-		p("| %s | %s | %s | %s | %s |\n", u.name, u.took[0].Round(time.Millisecond), steady(u).Round(time.Millisecond), mb(u.bytes[0]), mb(u.bytes[len(u.bytes)-1]))
+	page := benchPage{
+		Started: r.started.UTC().Format("2006-01-02 15:04 MST"), Took: r.took.Round(time.Second).String(),
+		Machine:    fmt.Sprintf("%d cores (%s), %s of memory", m.cores, m.cpu, m.mem),
+		PostgreSQL: m.postgres,
+		Users:      c.users, Cycles: c.cycles, Rate: c.rate, Period: c.period, PeriodSeconds: int(c.period.Seconds()),
+		Steady: fmt.Sprintf("%d–%d", len(strict.took)/2+1, len(strict.took)),
+		Paced:  paced, Citus: citus,
+		SeedPlain:   r.seedPlain.Round(time.Millisecond).String(),
+		SeedPointsd: fmt.Sprintf("%s (%.2f×)", r.seedPointsd.Round(time.Millisecond), r.seedPointsd.Seconds()/r.seedPlain.Seconds()),
+		PeakRSS:     mb(r.peakRSS),
 	}
 
-	p("\n## 2. Spread of load\n\n")
-	p("A constant open-loop load of %d `GET /` per second (latency measured from each request's scheduled time) over two full periods of %s, ", c.rate, c.period)
-	p("first with `-mode strict`, then `-mode rolling` (cycles start at seconds 0 and %d), then on a static Go handler as a control: ", int(c.period.Seconds()))
-	p("the noise of this machine and of the load generator sharing its two cores, with neither pointsd nor the database in the path. ")
-	p("Per second: p50 and p99 latency, and the WAL the database wrote.\n\n")
-	p("![p99 per second](latency.svg)\n\n![WAL per second](wal.svg)\n\n")
-	p("| mode | median second p50 | median second p99 | worst second p99 | worst / median p99 | peak WAL/s | errors |\n| --- | --- | --- | --- | --- | --- | --- |\n")
+	ratio := steady(strict).Seconds() / steady(classic).Seconds()
+	growth := float64(strict.bytes[len(strict.bytes)-1]) / float64(strict.bytes[0])
+	rolling, control := r.spread[1], r.spread[2]
+	spike := worstP99(rolling.seconds).Seconds() / medianP99(rolling.seconds).Seconds()
+	pd, static, fresh := r.throughput[0], r.throughput[1], r.throughput[3]
+	share, first := pd.rps/static.rps, fresh.rps/pd.rps
+	page.Targets = []target{
+		{"steady-state strict cycle ≤ 0.35× the classic UPDATE",
+			fmt.Sprintf("%.2f× (%s vs %s, medians of cycles %s)", ratio, steady(strict).Round(time.Millisecond), steady(classic).Round(time.Millisecond), page.Steady),
+			met(ratio <= 0.35)},
+		{fmt.Sprintf("table after cycle %d ≤ 1.1× after cycle 1", len(strict.bytes)),
+			fmt.Sprintf("%.2f× (%s → %s)", growth, mb(strict.bytes[0]), mb(strict.bytes[len(strict.bytes)-1])),
+			met(growth <= 1.1)},
+		{"rolling: worst second's p99 ≤ 1.5× the median second's",
+			fmt.Sprintf("%.2f× (%s vs %s; the static control: %.2f×)", spike, ms(worstP99(rolling.seconds)), ms(medianP99(rolling.seconds)),
+				worstP99(control.seconds).Seconds()/medianP99(control.seconds).Seconds()),
+			met(spike <= 1.5)},
+		{"GET / ≥ 85% of a static Go handler's requests/s",
+			fmt.Sprintf("%.0f%% (%.0f vs %.0f req/s)", 100*share, pd.rps, static.rps),
+			met(share >= 0.85)},
+		{"GET / in the first period after start ≥ 50% of steady state",
+			fmt.Sprintf("%.0f%% (%.0f vs %.0f req/s; p99 %s vs %s)", 100*first, fresh.rps, pd.rps, ms(fresh.p99), ms(pd.p99)),
+			met(first >= 0.5)},
+		{"peak RSS during the throughput run < 64 MB", mb(r.peakRSS), met(r.peakRSS < 64<<20)},
+	}
+
+	for _, u := range r.updates {
+		page.Updates = append(page.Updates, []string{u.name, u.took[0].Round(time.Millisecond).String(),
+			steady(u).Round(time.Millisecond).String(), mb(u.bytes[0]), mb(u.bytes[len(u.bytes)-1])})
+	}
 	for _, s := range r.spread {
 		var errs int
 		p50s := make([]time.Duration, len(s.seconds))
@@ -100,47 +144,30 @@ func (r *report) write(ctx context.Context, c config) error {
 			errs += x.Errors
 			p50s[i] = x.P50
 		}
-		p("| %s | %s | %s | %s | %.2f× | %s | %d |\n", s.mode, ms(median(p50s)), ms(medianP99(s.seconds)), ms(worstP99(s.seconds)),
-			worstP99(s.seconds).Seconds()/medianP99(s.seconds).Seconds(), mb(int64(maxF(s.walBytes))), errs)
+		page.Spread = append(page.Spread, []string{s.mode, ms(median(p50s)), ms(medianP99(s.seconds)), ms(worstP99(s.seconds)),
+			fmt.Sprintf("%.2f×", worstP99(s.seconds).Seconds()/medianP99(s.seconds).Seconds()), mb(int64(maxF(s.walBytes))), fmt.Sprint(errs)})
+		page.Modes = append(page.Modes, s.mode)
 	}
-
-	p("\n<details><summary>Per second</summary>\n\n| second |")
-	for _, s := range r.spread {
-		p(" %s p50 | %s p99 | %s WAL |", s.mode, s.mode, s.mode)
-	}
-	p("\n| --- |%s\n", strings.Repeat(" --- | --- | --- |", len(r.spread)))
 	for i := range r.spread[0].seconds {
-		p("| %d |", i)
+		row := []string{fmt.Sprint(i)}
 		for _, s := range r.spread {
 			var wal float64
 			if i < len(s.walBytes) {
 				wal = s.walBytes[i]
 			}
-			p(" %s | %s | %s |", ms(s.seconds[i].P50), ms(s.seconds[i].P99), mb(int64(wal)))
+			row = append(row, ms(s.seconds[i].P50), ms(s.seconds[i].P99), mb(int64(wal)))
 		}
-		p("\n")
+		page.PerSecond = append(page.PerSecond, row)
 	}
-	p("\n</details>\n")
-
-	p("\n## 3. Throughput of `GET /`\n\n`wrk -t2 -c64 -d10s` on pointsd and on a static Go `net/http` handler returning the same bytes (two runs each, alternating, averaged); ")
-	p("`pgbench -M prepared -c 8 -j 2 -T 10` running the query's SQL with a random floor. ")
-	p("The first row's server has run rolling cycles; the last row's was started on a freshly seeded database (every user at 0 points, no cycle yet, `-period 1h`) and measured before its first cycle.\n\n| server | requests/s | p99 | vs static |\n| --- | --- | --- | --- |\n")
 	for _, t := range r.throughput {
-		p("| %s | %.0f | %s | %.0f%% |\n", t.name, t.rps, ms(t.p99), 100*t.rps/static.rps)
+		page.Throughput = append(page.Throughput, []string{t.name, fmt.Sprintf("%.0f", t.rps), ms(t.p99), fmt.Sprintf("%.0f%%", 100*t.rps/static.rps)})
 	}
-	p("\n## 4. Seeding %d users\n\n| method | median of 3 |\n| --- | --- |\n", c.users)
-	p("| plain `INSERT … SELECT generate_series` into an unpartitioned table | %s |\n", r.seedPlain.Round(time.Millisecond))
-	p("| `pointsd seed` (60 partitions, 2 connections) | %s (%.2f×) |\n", r.seedPointsd.Round(time.Millisecond), r.seedPointsd.Seconds()/r.seedPlain.Seconds())
-	p("\n## 5. Memory\n\npointsd's peak resident memory (VmHWM) after the throughput run: %s.\n", mb(r.peakRSS))
-	if paced := section(c.out, "BENCHMARKS-SCALE.md", "`serve -period"); paced != "" {
-		p("\n## 6. At scale\n\nFrom [BENCHMARKS-SCALE.md](BENCHMARKS-SCALE.md), written by the same `make bench` just before (the cost curve from 1M to 10M users, and the settings, are there):\n\n%s", paced)
+
+	var b strings.Builder
+	if err := reportTemplate.Execute(&b, page); err != nil {
+		return "", fmt.Errorf("render BENCHMARKS.md: %w", err)
 	}
-	if citus := strings.TrimSpace(section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 1M") + "\n" +
-		section(c.out, "CITUS.md", "One PostgreSQL beside Citus, 10M")); citus != "" {
-		p("\n## 7. On Citus\n\nFrom [CITUS.md](CITUS.md), written by hand from `make citusbench` runs (it needs Citus installed; see there for the commands and what the figures show):\n\n%s\n", citus)
-	}
-	p("\n## Reproduce\n\n```sh\nmake bench\n```\n\nIt runs `make bench-scale` first (BENCHMARKS-SCALE.md), then starts its own PostgreSQL under `./.data/bench`, installs `wrk` when missing (Debian), and rewrites this file and its plots.\n")
-	return os.WriteFile(filepath.Join(c.out, "BENCHMARKS.md"), []byte(b.String()), 0o644) //nolint:gosec // G306: a document of the repository, for everyone to read
+	return b.String(), nil
 }
 
 func (r *report) plots(dir string) error {

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/pointsd/pointsd/internal/localpg"
 	"github.com/pointsd/pointsd/metrics"
@@ -389,11 +392,11 @@ func pacedScale(ctx context.Context, c config, n int64) (*pacedRun, error) {
 		return nil, err
 	}
 	p := &pacedRun{users: n, period: period, static: static, pointsd: pointsd,
-		overruns: int(m["pointsd_cycle_overruns_total"]), late: int(m["pointsd_cycle_late_starts_total"]),
-		skipped: int(m["pointsd_cycle_boundaries_skipped_total"]),
-		spread:  time.Duration(m["pointsd_cycle_spread_seconds"] * float64(time.Second))}
-	if k := m[`pointsd_cycle_work_seconds_count{mode="rolling"}`]; k > 0 {
-		p.work = time.Duration(m[`pointsd_cycle_work_seconds_sum{mode="rolling"}`] / k * float64(time.Second))
+		overruns: int(value(m, "pointsd_cycle_overruns_total")), late: int(value(m, "pointsd_cycle_late_starts_total")),
+		skipped: int(value(m, "pointsd_cycle_boundaries_skipped_total")),
+		spread:  time.Duration(value(m, "pointsd_cycle_spread_seconds") * float64(time.Second))}
+	if h := series(m, "pointsd_cycle_work_seconds", "mode", "rolling").GetHistogram(); h.GetSampleCount() > 0 {
+		p.work = time.Duration(h.GetSampleSum() / float64(h.GetSampleCount()) * float64(time.Second))
 	}
 	// Each finished cycle's span, and how long before its next boundary it
 	// ended (negative: past it).
@@ -410,26 +413,45 @@ func pacedScale(ctx context.Context, c config, n int64) (*pacedRun, error) {
 	return p, err
 }
 
-// scrape reads a /metrics page's samples by name and labels, as written.
-func scrape(ctx context.Context, url string) (map[string]float64, error) {
+// scrape reads a /metrics page into its metric families, by name.
+func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
 	resp, err := httpGet(ctx, url)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }() // read-only
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		i := strings.LastIndexByte(line, ' ')
-		if line == "" || line[0] == '#' || i < 0 {
-			continue
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// series is the first series of the family name whose labels hold every
+// pair in labels (name, value, name, value…), or nil.
+func series(families map[string]*dto.MetricFamily, name string, labels ...string) *dto.Metric {
+next:
+	for _, m := range families[name].GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			if !hasLabel(m, labels[i], labels[i+1]) {
+				continue next
+			}
 		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
+		return m
+	}
+	return nil
+}
+
+// hasLabel says whether the series m has the label name=value.
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
 		}
 	}
-	return out, nil
+	return false
+}
+
+// value is the counter's, gauge's or untyped value of the first series of
+// the family name, or 0 when there is none.
+func value(families map[string]*dto.MetricFamily, name string) float64 {
+	m := series(families, name)
+	return m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue()
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"text/template"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -29,81 +31,113 @@ func (r *scaleReport) write(dir string) error {
 	if err := r.plot(dir); err != nil {
 		return err
 	}
-	var b strings.Builder
-	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
-	p("# pointsd at scale: the cost curve\n\n")
-	p("Written by `make bench-scale` on %s, in %s: %d cores (%s), %s of memory, %s, PostgreSQL from the machine's binaries, %s.\n",
-		r.started.UTC().Format("2006-01-02 15:04 MST"), r.took.Round(time.Second), runtime.NumCPU(), host.CPUModel(),
-		host.MemTotal(), runtime.Version(), tuned.about)
-	p("Every figure comes from this one run; the machine is shared, so compare within a table, not across runs.\n\n")
+	m := benchMachine{cores: runtime.NumCPU(), cpu: host.CPUModel(), mem: host.MemTotal(), goVersion: runtime.Version()}
+	md, err := r.markdown(m)
+	if err != nil {
+		return err
+	}
+	//nolint:gosec // G306: a document of the repository, readable by all
+	return os.WriteFile(filepath.Join(dir, "BENCHMARKS-SCALE.md"), []byte(md), 0o644)
+}
 
-	p("## What a cycle costs as users grow\n\n")
-	p("Settings: %s. Seed: `pointsd seed` (chunks on two connections) beside one plain `INSERT … SELECT generate_series` into the same table. ", tuned.about)
-	p("Strict: the one transaction. Rolling: unpaced (buckets back to back, two workers): *work* is the sum of the bucket transactions, *span* its wall time. ")
-	p("CPU is every PostgreSQL process of the server (backends, WAL writer, checkpointer, autovacuum), from /proc; WAL from `pg_current_wal_lsn()`. Each cycle ran twice; the second is kept.\n\n")
-	p("| users | seed | plain INSERT | table | strict | rolling work | rolling span | bucket p50 / max | CPU strict / rolling | WAL strict / rolling | checkpoints |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+// scaleTemplateText is BENCHMARKS-SCALE.md with the run's figures left out.
+//
+//go:embed scalereport.md.tmpl
+var scaleTemplateText string
+
+// scaleTemplate renders a scalePage.
+var scaleTemplate = template.Must(template.New("BENCHMARKS-SCALE.md").
+	Funcs(template.FuncMap{"join": strings.Join}).Parse(scaleTemplateText))
+
+// scalePage is what scalereport.md.tmpl shows, formatted. A table's rows
+// are its cells, in the order of the template's header.
+type scalePage struct {
+	Started, Took, Machine   string
+	Tuned, Defaults, Large   string // the profiles' settings
+	Curve, PerUser, Settings [][]string
+	Growth                   *scaleGrowth // nil below two sizes
+	Paced                    *pacedPage   // nil without a paced run
+}
+
+// scaleGrowth compares the smallest and the largest size, and says how
+// many users this machine fits in a period.
+type scaleGrowth struct {
+	From, To, Factor, Work, Strict, WAL string
+	Span, SpanPerUser, FitShare         string
+	FitMinute, FitHalfMinute            string
+}
+
+// pacedPage is the paced run's section.
+type pacedPage struct {
+	Users, Cycles          string
+	Period                 time.Duration
+	Row                    []string
+	Pointsd, Static, Ratio string
+	NoOverrun, Share       string
+}
+
+// markdown renders BENCHMARKS-SCALE.md from the run and the machine.
+func (r *scaleReport) markdown(m benchMachine) (string, error) {
+	page := scalePage{
+		Started: r.started.UTC().Format("2006-01-02 15:04 MST"), Took: r.took.Round(time.Second).String(),
+		Machine: fmt.Sprintf("%d cores (%s), %s of memory, %s", m.cores, m.cpu, m.mem, m.goVersion),
+		Tuned:   tuned.about, Defaults: defaults.about, Large: large.about,
+	}
 	var base []scaleRun
 	for _, x := range r.runs {
 		if x.profile != tuned.name {
 			continue
 		}
 		base = append(base, x)
-		p("| %s | %s | %s | %s → %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %d / %d |\n", millions(x.users),
-			secs(x.seed), secs(x.plainSeed), mb(x.tableBytes), mb(x.tableAfter), secs(x.strict.span), secs(x.rolling.work),
-			secs(x.rolling.span), ms(x.rolling.bucketP50), ms(x.rolling.bucketMax), secs(x.strict.cpu), secs(x.rolling.cpu),
-			mb(x.strict.wal), mb(x.rolling.wal), x.strict.checkpoints, x.rolling.checkpoints)
-	}
-	p("\n![cost against users](scale_cost.svg)\n\n")
-	p("Per user and cycle:\n\n| users | strict | rolling work | CPU (rolling) | WAL (rolling) |\n|---|---|---|---|---|\n")
-	for _, x := range base {
-		p("| %s | %.2f µs | %.2f µs | %.2f µs | %.0f B |\n", millions(x.users), perUser(x.strict.span, x.users),
-			perUser(x.rolling.work, x.users), perUser(x.rolling.cpu, x.users), float64(x.rolling.wal)/float64(x.users))
+		page.Curve = append(page.Curve, []string{millions(x.users), secs(x.seed), secs(x.plainSeed),
+			mb(x.tableBytes) + " → " + mb(x.tableAfter), secs(x.strict.span), secs(x.rolling.work), secs(x.rolling.span),
+			ms(x.rolling.bucketP50) + " / " + ms(x.rolling.bucketMax), secs(x.strict.cpu) + " / " + secs(x.rolling.cpu),
+			mb(x.strict.wal) + " / " + mb(x.rolling.wal), fmt.Sprintf("%d / %d", x.strict.checkpoints, x.rolling.checkpoints)})
+		page.PerUser = append(page.PerUser, []string{millions(x.users),
+			fmt.Sprintf("%.2f µs", perUser(x.strict.span, x.users)), fmt.Sprintf("%.2f µs", perUser(x.rolling.work, x.users)),
+			fmt.Sprintf("%.2f µs", perUser(x.rolling.cpu, x.users)), fmt.Sprintf("%.0f B", float64(x.rolling.wal)/float64(x.users))})
 	}
 	if len(base) >= 2 {
 		lo, hi := base[0], base[len(base)-1]
-		p("\nFrom %s to %s users (%.0f×), rolling work per user changed %.2f×, strict %.2f×, WAL per user %.2f×: ",
-			millions(lo.users), millions(hi.users), float64(hi.users)/float64(lo.users),
-			perUser(hi.rolling.work, hi.users)/perUser(lo.rolling.work, lo.users),
-			perUser(hi.strict.span, hi.users)/perUser(lo.strict.span, lo.users),
-			(float64(hi.rolling.wal)/float64(hi.users))/(float64(lo.rolling.wal)/float64(lo.users)))
-		p("a ratio near 1 is a cost linear in users.\n")
 		// The limit: the unpaced rolling span is what the cycle needs of
 		// the period with two workers.
 		spanPerUser := hi.rolling.span.Seconds() / float64(hi.users)
-		p("\n**This machine's limit.** An unpaced rolling cycle over %s users spans %s with two workers: %.2f µs per user. ",
-			millions(hi.users), secs(hi.rolling.span), spanPerUser*1e6)
-		p("Keeping that under %.0f%% of the period (room for the reserve, the queries and jitter), this machine fits about **%s users in a 1 m period** and %s in a 30 s one.\n",
-			fitShare*100, millions(int64(fitShare*60/spanPerUser)), millions(int64(fitShare*30/spanPerUser)))
+		page.Growth = &scaleGrowth{
+			From: millions(lo.users), To: millions(hi.users),
+			Factor: fmt.Sprintf("%.0f×", float64(hi.users)/float64(lo.users)),
+			Work:   fmt.Sprintf("%.2f×", perUser(hi.rolling.work, hi.users)/perUser(lo.rolling.work, lo.users)),
+			Strict: fmt.Sprintf("%.2f×", perUser(hi.strict.span, hi.users)/perUser(lo.strict.span, lo.users)),
+			WAL:    fmt.Sprintf("%.2f×", (float64(hi.rolling.wal)/float64(hi.users))/(float64(lo.rolling.wal)/float64(lo.users))),
+			Span:   secs(hi.rolling.span), SpanPerUser: fmt.Sprintf("%.2f µs", spanPerUser*1e6),
+			FitShare:      fmt.Sprintf("%.0f%%", fitShare*100),
+			FitMinute:     millions(int64(fitShare * 60 / spanPerUser)),
+			FitHalfMinute: millions(int64(fitShare * 30 / spanPerUser)),
+		}
 	}
-
-	p("\n## PostgreSQL settings\n\n")
-	p("The same database restarted under each set of settings; the cycles after a restart were run twice and the second kept.\n\n")
-	p("| users | settings | strict | rolling work | rolling span | WAL strict | checkpoints strict / rolling |\n|---|---|---|---|---|---|---|\n")
 	for _, x := range r.runs {
 		if x.profile == tuned.name && !r.comparedAt(x.users) {
 			continue
 		}
-		p("| %s | %s | %s | %s | %s | %s | %d / %d |\n", millions(x.users), x.profile, secs(x.strict.span), secs(x.rolling.work),
-			secs(x.rolling.span), mb(x.strict.wal), x.strict.checkpoints, x.rolling.checkpoints)
+		page.Settings = append(page.Settings, []string{millions(x.users), x.profile, secs(x.strict.span), secs(x.rolling.work),
+			secs(x.rolling.span), mb(x.strict.wal), fmt.Sprintf("%d / %d", x.strict.checkpoints, x.rolling.checkpoints)})
 	}
-	p("\nProfiles: **tuned** is %s; **defaults** is %s; **large buffers** is %s.\n", tuned.about, defaults.about, large.about)
-
 	if x := r.paced; x != nil {
-		p("\n## %s users, `serve -period %v`, under load\n\n", millions(x.users), x.period)
-		p("The tuned server; `pointsd serve -period %v` ran %d rolling cycles while wrk (64 connections, 10 s) hit GET / and a static Go handler returning the same bytes, in turns, twice each, during the cycles.\n\n", x.period, x.cycles)
-		p("| cycles | overruns | late starts | boundaries skipped | longest span | least room before the boundary | spread | rolling work (mean) |\n|---|---|---|---|---|---|---|---|\n")
-		p("| %d | %d | %d | %d | %s | %s | %s | %s |\n\n", x.cycles, x.overruns, x.late, x.skipped, secs(x.spanMax),
-			secs(x.endMargin), secs(x.spread), secs(x.work))
 		ratio := x.pointsd.rps / x.static.rps
-		p("| GET / during rolling cycles | static handler | ratio |\n|---|---|---|\n| %.0f req/s, p99 %s | %.0f req/s, p99 %s | %.0f%% |\n\n",
-			x.pointsd.rps, ms(x.pointsd.p99), x.static.rps, ms(x.static.p99), 100*ratio)
-		p("Targets: no overrun at %v — **%s**; GET / at least 60%% of the static handler during a rolling cycle — **%s**.\n",
-			x.period, met(x.overruns == 0 && x.skipped == 0), met(ratio >= 0.6))
+		page.Paced = &pacedPage{
+			Users: millions(x.users), Period: x.period, Cycles: fmt.Sprint(x.cycles),
+			Row: []string{fmt.Sprint(x.cycles), fmt.Sprint(x.overruns), fmt.Sprint(x.late), fmt.Sprint(x.skipped),
+				secs(x.spanMax), secs(x.endMargin), secs(x.spread), secs(x.work)},
+			Pointsd:   fmt.Sprintf("%.0f req/s, p99 %s", x.pointsd.rps, ms(x.pointsd.p99)),
+			Static:    fmt.Sprintf("%.0f req/s, p99 %s", x.static.rps, ms(x.static.p99)),
+			Ratio:     fmt.Sprintf("%.0f%%", 100*ratio),
+			NoOverrun: met(x.overruns == 0 && x.skipped == 0), Share: met(ratio >= 0.6),
+		}
 	}
-	p("\n## Reproduce\n\n```sh\nmake bench-scale\n```\n\nIt starts its own PostgreSQL under `./.data/scale` (and restarts it to change settings), and rewrites this file and its plot. Sizes: `bin/bench -scale 1000000,3000000,10000000`.\n")
-	//nolint:gosec // G306: a document of the repository, readable by all
-	return os.WriteFile(filepath.Join(dir, "BENCHMARKS-SCALE.md"), []byte(b.String()), 0o644)
+	var b strings.Builder
+	if err := scaleTemplate.Execute(&b, page); err != nil {
+		return "", fmt.Errorf("render BENCHMARKS-SCALE.md: %w", err)
+	}
+	return b.String(), nil
 }
 
 // comparedAt reports whether other profiles ran at n users.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -170,12 +169,16 @@ func oldSnapshot(ctx context.Context, x *sc) error {
 			if err != nil {
 				continue
 			}
-			a, ok := gaugeValue(body, "pointsd_oldest_snapshot_age_seconds")
+			families, err := parseMetrics(body)
+			if err != nil {
+				continue
+			}
+			a, ok := gaugeValue(families, "pointsd_oldest_snapshot_age_seconds")
 			hasGauge = hasGauge || ok
 			age = max(age, a)
-			if strings.Contains(body, "pointsd_state_problems") && regexp.MustCompile(`check="[^"]*snapshot`).MatchString(body) {
+			for _, m := range labelled(families["pointsd_state_problems"], "check", namesSnapshot) {
 				hasCheck = true
-				problem = problem || regexp.MustCompile(`pointsd_state_problems\{[^}]*check="[^"]*snapshot[^"]*"[^}]*\} [1-9]`).MatchString(body)
+				problem = problem || m.GetGauge().GetValue() > 0
 			}
 		}
 	}
@@ -198,27 +201,13 @@ func oldSnapshot(ctx context.Context, x *sc) error {
 	return nil
 }
 
+// namesSnapshot says whether a check of pointsd_state_problems is about
+// an old snapshot.
+func namesSnapshot(check string) bool { return strings.Contains(check, "snapshot") }
+
 // oldSnapshotHold is the shortest hold of the old-snapshot scenario:
 // pointsd names a snapshot older than a minute (pgsql.OldSnapshotAfter).
 const oldSnapshotHold = 90 * time.Second
-
-// gaugeValue is the largest sample of an unlabelled or labelled metric in
-// a Prometheus text body.
-func gaugeValue(body, name string) (float64, bool) {
-	var v float64
-	found := false
-	for _, line := range strings.Split(body, "\n") {
-		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != ' ' && line[len(name)] != '{') {
-			continue
-		}
-		f := strings.Fields(line)
-		var x float64
-		if _, err := fmt.Sscan(f[len(f)-1], &x); err == nil {
-			v, found = max(v, x), true
-		}
-	}
-	return v, found
-}
 
 // roleTimeoutUsers makes a strict UPDATE outlast 500 ms on this machine
 // (1.1–1.7 s at 1M, docs/BENCHMARKS.md).

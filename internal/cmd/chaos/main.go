@@ -119,7 +119,12 @@ func run() int {
 		return 1
 	}
 	if len(c.only) > 0 {
-		fmt.Print(rep.markdown())
+		md, err := rep.markdown()
+		if err != nil {
+			log.Print("chaos: ", err)
+			return 1
+		}
+		fmt.Print(md)
 	} else {
 		path, err := rep.write(c.out)
 		if err != nil {
