@@ -55,6 +55,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"serve", "-period", "soon"}, env, "flag -period"},
 		{[]string{"serve", "-workers", "0"}, env, "-workers must be between 1 and 64"},
 		{[]string{"serve", "-slow-cycle", "0s"}, env, "-slow-cycle must be positive"},
+		{[]string{"serve", "-query-time", "global"}, env, `-query-time must be cluster or replica, got "global"`},
 		{[]string{"cycle", "-mode", "all"}, env, "flag -mode"},
 	}
 	for _, c := range cases {
