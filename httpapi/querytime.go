@@ -24,6 +24,9 @@ const (
 	queryTimeMaxBackoff = time.Second
 	// queryTimeTimeout bounds one publish, and the wait for the first load.
 	queryTimeTimeout = time.Second
+	// queryTimeRefusedEvery is how often a replica that may not write
+	// query_times tries again: a GRANT takes effect within it.
+	queryTimeRefusedEvery = time.Minute
 	// queryTimePruneEvery is how often a publishing replica prunes the rows
 	// of instances gone for a day.
 	queryTimePruneEvery = time.Hour
@@ -71,6 +74,8 @@ type queryTimes struct {
 	// then kicks the publisher.
 	pending atomic.Bool
 	kick    chan struct{}
+	// refused is set while the database refuses this replica the write.
+	refused atomic.Bool
 
 	// loaded is set once others was read from the table: until then a
 	// request reads it first (loadMu serializes those, at most one try a
@@ -204,8 +209,11 @@ func (q *queryTimes) run(ctx context.Context) {
 			}
 		}
 		began = time.Now()
-		if !q.publish(ctx) {
+		if ok, refused := q.publish(ctx); !ok {
 			wait = min(2*wait, queryTimeMaxBackoff)
+			if refused {
+				wait = queryTimeRefusedEvery
+			}
 			q.pending.Store(true)
 			q.wake()
 			continue
@@ -221,8 +229,9 @@ func (q *queryTimes) run(ctx context.Context) {
 }
 
 // publish writes the latest query time and learns the others' latest,
-// reporting whether it succeeded.
-func (q *queryTimes) publish(ctx context.Context) bool {
+// reporting whether it succeeded, and if not whether the database refused
+// this replica the write.
+func (q *queryTimes) publish(ctx context.Context) (ok, refused bool) {
 	q.pending.Store(false) // a request from now on asks for the next publish
 	at := q.last.Load()
 	ctx, cancel := context.WithTimeout(ctx, queryTimeTimeout)
@@ -230,20 +239,29 @@ func (q *queryTimes) publish(ctx context.Context) bool {
 	latest, err := pgsql.PublishQueryTime(ctx, q.db, q.instance, time.Unix(0, at))
 	if err != nil {
 		q.publishErrors.Inc()
-		if !errors.Is(ctx.Err(), context.Canceled) {
+		switch {
+		case pgsql.MayNotWrite(err):
+			// Said once: a read-only role is a setup, not a fault.
+			if !q.refused.Swap(true) {
+				q.log.Warn("this replica may not write query_times: its queries do not count in the other replicas' timestamps "+
+					"(grant INSERT, UPDATE ON query_times, or run it with -query-time replica); trying again every minute", slog.Any("err", err))
+			}
+			return false, true
+		case !errors.Is(ctx.Err(), context.Canceled):
 			q.failed.log(ctx, slog.Any("err", err))
 		}
-		return false
+		return false, false
 	}
+	q.refused.Store(false)
 	q.publishes.Inc()
 	q.learn(latest)
-	return true
+	return true, false
 }
 
 // flush publishes a pending time on shutdown, so that the replica's last
 // queries count for the cluster after it is gone.
 func (q *queryTimes) flush() {
-	if q.pending.Load() {
+	if q.pending.Load() && !q.refused.Load() {
 		q.publish(context.Background())
 	}
 }

@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -94,12 +97,18 @@ func newExchanging(t *testing.T, url string, cfg Config) (*API, string) {
 	t.Helper()
 	cfg.NoCache = true
 	a, srv := newAPI(t, url, cfg)
+	runExchange(t, a)
+	return a, srv.URL
+}
+
+// runExchange runs a's listener and query-time publisher until t ends.
+func runExchange(t *testing.T, a *API) {
+	t.Helper()
 	listen(t, a)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.PublishQueryTimes(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return a, srv.URL
 }
 
 // While the exchange fails (here its table is gone: the same path as a
@@ -161,5 +170,40 @@ func TestReplicaQueryTimeWritesNothing(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.QueryTimePublishes); n != 0 {
 		t.Errorf("%v publishes, want none", n)
+	}
+}
+
+// A replica whose role may only read answers, learns the others' query
+// times, and says once that its own do not count.
+func TestReadOnlyReplicaLearnsQueryTimes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Users: 100})
+	pool := pgtest.Pool(t, url)
+	role := fmt.Sprintf("reader_%d", time.Now().UnixNano())
+	if _, err := pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = pool.Exec(ctx, `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	var logs pgtest.SyncBuffer
+	m := metrics.New()
+	reader, srvR := newAPIWith(t, url, role, Config{Metrics: m, NoCache: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	runExchange(t, reader)
+	writer, srvW := newExchanging(t, url, Config{})
+
+	for range 3 {
+		if resp, _ := get(t, srvR.URL+"/"); resp.StatusCode != 200 {
+			t.Fatalf("GET / on the reader: %s", resp.Status)
+		}
+	}
+	pgtest.Eventually(t, 5*time.Second, "the reader's publish was not refused", func() bool { return testutil.ToFloat64(m.QueryTimePublishErrors) > 0 })
+	get(t, srvW+"/")
+	at := time.Unix(0, writer.times.last.Load()).Truncate(time.Microsecond).UnixNano() // published to the µs
+	pgtest.Eventually(t, 5*time.Second, "the reader did not learn the writer's query", func() bool { return reader.times.others.Load() >= at })
+	if _, body := get(t, srvR.URL+"/"); body["timestamp"] != time.Unix(0, at).UTC().Format(timestampLayout) {
+		t.Errorf("the reader's answer after the writer's query: %v, want %s", body["timestamp"], time.Unix(0, at).UTC().Format(timestampLayout))
+	}
+	if n := strings.Count(logs.String(), "may not write query_times"); n != 1 {
+		t.Errorf("the reader said %d times that it may not write query_times, want once:\n%s", n, logs.String())
 	}
 }

@@ -2,10 +2,13 @@ package pgsql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // QueryTimesChannel is the NOTIFY channel on which each replica publishes
@@ -59,6 +62,13 @@ func PruneQueryTimes(ctx context.Context, db DBTX) error {
 		WHERE published_at < now() - $1 * interval '1 second'
 		  AND at < (SELECT max(at) FROM query_times)`, queryTimesKeep.Seconds())
 	return wrapErr("prune query times", err)
+}
+
+// MayNotWrite reports whether err says this session may not write: the
+// role lacks the privilege (42501) or the server is read-only (25006).
+func MayNotWrite(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "25006")
 }
 
 // ParseQueryTime reads a QueryTimesChannel payload.

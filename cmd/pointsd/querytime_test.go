@@ -203,8 +203,11 @@ func getTimestamp(addr string) (exchange, error) {
 	var body struct{ Timestamp *string }
 	err = json.NewDecoder(resp.Body).Decode(&body)
 	q.received = time.Now()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return q, fmt.Errorf("GET / on %s: %s, %v", addr, resp.Status, err)
+	if err != nil {
+		return q, fmt.Errorf("GET / on %s: %s: %w", addr, resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return q, fmt.Errorf("GET / on %s: %s", addr, resp.Status)
 	}
 	if body.Timestamp != nil {
 		ts, err := time.Parse(time.DateTime, *body.Timestamp)
