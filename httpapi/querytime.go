@@ -221,10 +221,17 @@ func (q *queryTimes) run(ctx context.Context) {
 		wait = q.every
 		if time.Since(pruned) >= queryTimePruneEvery {
 			pruned = time.Now()
-			if err := pgsql.PruneQueryTimes(ctx, q.db); err != nil && ctx.Err() == nil {
-				q.failed.log(ctx, slog.Any("err", err))
-			}
+			q.prune(ctx)
 		}
+	}
+}
+
+// prune deletes the rows of instances gone for a day.
+func (q *queryTimes) prune(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeTimeout)
+	defer cancel()
+	if err := pgsql.PruneQueryTimes(ctx, q.db); err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		q.failed.log(ctx, slog.Any("err", err))
 	}
 }
 
@@ -244,7 +251,7 @@ func (q *queryTimes) publish(ctx context.Context) (ok, refused bool) {
 			// Said once: a read-only role is a setup, not a fault.
 			if !q.refused.Swap(true) {
 				q.log.Warn("this replica may not write query_times: its queries do not count in the other replicas' timestamps "+
-					"(grant INSERT, UPDATE ON query_times, or run it with -query-time replica); trying again every minute", slog.Any("err", err))
+					"(grant INSERT, UPDATE, DELETE ON query_times, or run it with -query-time replica); trying again every minute", slog.Any("err", err))
 			}
 			return false, true
 		case !errors.Is(ctx.Err(), context.Canceled):

@@ -104,6 +104,8 @@ func TestPreviousQueryTimeUnderConcurrentLoad(t *testing.T) {
 					return
 				}
 				mine = append(mine, q)
+				// Paced, so as not to starve the tests running beside.
+				time.Sleep(2 * time.Millisecond)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -140,7 +142,7 @@ func TestPreviousQueryTimeUnderConcurrentLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d answers checked", len(all))
-	if len(all) < 100 {
+	if len(all) < 500 {
 		t.Errorf("only %d queries in %v", len(all), duration)
 	}
 }
