@@ -105,7 +105,7 @@ func TestPreviousQueryTimeUnderConcurrentLoad(t *testing.T) {
 				}
 				mine = append(mine, q)
 				// Paced, so as not to starve the tests running beside.
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(5 * time.Millisecond)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -142,7 +142,7 @@ func TestPreviousQueryTimeUnderConcurrentLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d answers checked", len(all))
-	if len(all) < 500 {
+	if len(all) < 300 {
 		t.Errorf("only %d queries in %v", len(all), duration)
 	}
 }
