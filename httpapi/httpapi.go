@@ -44,6 +44,16 @@ type Config struct {
 	CacheMaxAge time.Duration
 	// Now is the clock of the previous-query times (default time.Now).
 	Now func() time.Time
+	// ReplicaQueryTime makes GET /'s timestamp this replica's previous
+	// query, as before the cluster's (see queryTimes): no writes at all,
+	// for a role that may only read. The default is the cluster's.
+	ReplicaQueryTime bool
+	// Instance names this replica's row in query_times (the updater's
+	// instance, as its sessions are named); empty draws one.
+	Instance string
+	// QueryTimeEvery is how often, at most, this replica publishes its
+	// latest query time while queried (default DefaultQueryTimeEvery).
+	QueryTimeEvery time.Duration
 	// Clock is the database's clock, on which the cache decides how long
 	// an answer holds (the schedule is in the database's time). Give the
 	// process's one clock, kept synced by its owner; nil makes the API a
@@ -66,9 +76,9 @@ type API struct {
 	log   *slog.Logger
 	mux   *chi.Mux
 	cache *cache
-	// last is the previous query's time on this replica, in Unix
-	// nanoseconds; 0 before the first query.
-	last atomic.Int64
+	// times holds the previous query's time: this replica's and the
+	// cluster's.
+	times *queryTimes
 	// slots bounds the requests using the query pool at once: beyond it
 	// they are shed with a fast 503 rather than queued without limit.
 	slots chan struct{}
@@ -97,12 +107,14 @@ func New(cfg Config) (*API, error) {
 	if cfg.Pool == nil || cfg.Metrics == nil || cfg.Replica == nil {
 		return nil, errors.New("httpapi: Config.Pool, Metrics and Replica are required")
 	}
-	if cfg.DBTimeout < 0 || cfg.CacheMaxAge < 0 {
+	if cfg.DBTimeout < 0 || cfg.CacheMaxAge < 0 || cfg.QueryTimeEvery < 0 {
 		return nil, errors.New("httpapi: durations must not be negative")
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	cfg.DBTimeout = cmp.Or(cfg.DBTimeout, 2*time.Second)
 	cfg.CacheMaxAge = cmp.Or(cfg.CacheMaxAge, time.Second)
+	cfg.QueryTimeEvery = cmp.Or(cfg.QueryTimeEvery, DefaultQueryTimeEvery)
+	cfg.Instance = cmp.Or(cfg.Instance, randomID())
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -127,6 +139,11 @@ func New(cfg Config) (*API, error) {
 		failures:  &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "requests failed", interval: time.Second},
 		observers: observers{vec: cfg.Metrics.HTTPDuration},
 	}
+	a.times = &queryTimes{cluster: !cfg.ReplicaQueryTime, instance: cfg.Instance, every: cfg.QueryTimeEvery, db: cfg.Pool,
+		log: cfg.Logger, kick: make(chan struct{}, 1),
+		failed:    &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "query time exchange", interval: 10 * time.Second},
+		publishes: cfg.Metrics.QueryTimePublishes, publishErrors: cfg.Metrics.QueryTimePublishErrors}
+	a.times.loaded.Store(cfg.ReplicaQueryTime) // nothing to load
 	a.live = newLiveness(a.cache, cfg.Metrics.ListenerUp, cfg.Logger)
 	// Request ids (the client's X-Request-Id, or one of ours) go to the
 	// debug log of every request; at other levels nothing shows them, so
@@ -172,6 +189,11 @@ func (a *API) Drain() { a.draining.Store(true) }
 // pgsql.AllBuckets, to the floor) committed. The cached answer is dropped
 // only if it depends on that bucket.
 func (a *API) Committed(bucket int) { a.cache.committed(bucket) }
+
+// PublishQueryTimes publishes this replica's latest query time to the
+// cluster while it is queried, until ctx ends, and then once more if a
+// query is not yet published. Run it until the server has drained.
+func (a *API) PublishQueryTimes(ctx context.Context) { a.times.run(ctx) }
 
 // dbContext bounds a request's database calls.
 func (a *API) dbContext(r *http.Request) (context.Context, context.CancelFunc) {

@@ -19,6 +19,7 @@ import (
 // (the leader NOTIFYs in the committing transaction), until ctx ends. It
 // holds one dedicated connection, and reconnects after losing it; whatever
 // was missed meanwhile is covered by invalidating on every (re)connect.
+// It also hears the other replicas' query times (see queryTimes).
 // Beside it, it proves the connection alive with heartbeats (see
 // liveness) and, when Config.Clock was nil, keeps the API's own clock
 // synced on the pool.
@@ -44,6 +45,9 @@ func (a *API) Listen(ctx context.Context) {
 	}
 	l.Handle(pgsql.ChangesChannel, invalidator{a})
 	l.Handle(a.live.channel, a.live)
+	if a.times.cluster {
+		l.Handle(pgsql.QueryTimesChannel, a.times)
+	}
 	var bg sync.WaitGroup
 	bg.Go(func() { a.live.run(ctx, a.cfg.Pool) })
 	if a.ownClock {

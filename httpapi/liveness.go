@@ -54,11 +54,16 @@ type liveness struct {
 }
 
 func newLiveness(c *cache, gauge prometheus.Gauge, log *slog.Logger) *liveness {
+	gauge.Set(0)
+	return &liveness{channel: "pointsd_heartbeat_" + randomID(), epoch: time.Now(), cache: c, gauge: gauge, log: log,
+		kick: make(chan struct{}, 1)}
+}
+
+// randomID names something of this process's alone: 16 hex digits.
+func randomID() string {
 	id := make([]byte, 8)
 	_, _ = rand.Read(id) // never fails (crypto/rand)
-	gauge.Set(0)
-	return &liveness{channel: "pointsd_heartbeat_" + hex.EncodeToString(id), epoch: time.Now(), cache: c, gauge: gauge, log: log,
-		kick: make(chan struct{}, 1)}
+	return hex.EncodeToString(id)
 }
 
 // since returns the monotonic time since epoch.

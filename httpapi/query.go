@@ -13,9 +13,10 @@ import (
 const timestampLayout = "2006-01-02 15:04:05"
 
 // query answers GET /: up to two users above the floor, and the time of the
-// previous query on this replica. The time is swapped in without a lock, so
-// no request waits for another: each request gets the time stored by
-// exactly one earlier request (or null, the first).
+// previous query to the cluster (see queryTimes). This replica's time is
+// swapped in without a lock, so no request waits for another: each request
+// gets the time stored by exactly one earlier request on this replica, or a
+// later one published by another replica (or null, the cluster's first).
 func (a *API) query(w http.ResponseWriter, r *http.Request) { a.answer(w, r) }
 
 // serveRoot serves GET and HEAD / without the router and its middleware,
@@ -39,7 +40,12 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request) int {
 			return a.fail(w, r, err)
 		}
 	}
-	prev := a.last.Swap(a.cfg.Now().UnixNano())
+	if !a.times.loaded.Load() {
+		ctx, cancel := a.dbContext(r)
+		a.times.ensureLoaded(ctx)
+		cancel()
+	}
+	prev := a.times.swap(a.cfg.Now().UnixNano())
 
 	b := make([]byte, 0, 96+len(ans.users))
 	b = append(b, `{"users":`...)

@@ -69,6 +69,12 @@ type Metrics struct {
 	// ListenerUp is 1 while the change listener is proven alive: a
 	// heartbeat it NOTIFYs itself came back within the deadline.
 	ListenerUp prometheus.Gauge
+
+	// The previous-query time's exchange between replicas (issue 20):
+	// writes to query_times, at most one per 100 ms while a replica is
+	// queried, none while it is not.
+	QueryTimePublishes     prometheus.Counter
+	QueryTimePublishErrors prometheus.Counter
 }
 
 // New builds the registry with pointsd's instruments and the Go runtime and
@@ -170,6 +176,17 @@ func New() *Metrics {
 		Help: "1 while this replica's change listener is proven alive (its heartbeat NOTIFY came back in time), else 0: answers are then reused only briefly.",
 	})
 	m.Registry.MustRegister(m.ListenerUp)
+
+	// The previous-query time's exchange (issue 20).
+	m.QueryTimePublishes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pointsd_query_time_publishes_total",
+		Help: "Writes of this replica's latest query time to the cluster (at most one per 100 ms while queried, none while idle).",
+	})
+	m.QueryTimePublishErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pointsd_query_time_publish_errors_total",
+		Help: "Writes of this replica's latest query time that failed (the database unreachable, or a role that may not write query_times).",
+	})
+	m.Registry.MustRegister(m.QueryTimePublishes, m.QueryTimePublishErrors)
 	m.LeaderEligible.Set(1)
 	for _, c := range pgsql.AllChecks {
 		m.StateProblems.WithLabelValues(c)

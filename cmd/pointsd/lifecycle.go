@@ -73,6 +73,12 @@ func serveUntilDone(ctx context.Context, s server) error {
 		run.Go(func() { s.api.Listen(uctx) })
 		run.Wait()
 	})
+	// The query-time publisher runs until the server has drained, so that
+	// the queries answered during the shutdown delay count for the cluster.
+	pctx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPublisher()
+	publisherDone := make(chan struct{})
+	go func() { s.api.PublishQueryTimes(pctx); close(publisherDone) }()
 	updaterDone := make(chan struct{})
 	go func() { bg.Wait(); close(updaterDone) }()
 
@@ -81,7 +87,9 @@ func serveUntilDone(ctx context.Context, s server) error {
 	select {
 	case err := <-errc:
 		stopUpdater()
+		stopPublisher()
 		<-updaterDone
+		<-publisherDone
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -98,6 +106,8 @@ func serveUntilDone(ctx context.Context, s server) error {
 	if debug != nil {
 		_ = debug.Shutdown(sctx)
 	}
+	stopPublisher()
+	<-publisherDone
 	<-updaterDone
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)

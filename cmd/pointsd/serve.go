@@ -29,6 +29,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	slow := fs.Duration("slow-cycle", updater.DefaultSlowCycle, "log a warning for cycles whose work takes longer than this")
 	useCache := fs.Bool("cache", true, "answer GET / from memory while the answer is known to hold; -cache=false reads the database per request")
 	maxAge := fs.Duration("cache-max-age", time.Second, "a cached answer older than this is read again (in the background while the schedule says it holds)")
+	queryTime := fs.String("query-time", "cluster", "GET /'s timestamp: cluster, the previous query to any replica (each replica writes its latest\n"+
+		"query time at most every 100ms while queried), or replica, this replica's previous query (no writes)")
 	delay := fs.Duration("shutdown-delay", 2*time.Second, "on SIGTERM, how long /readyz answers 503 while requests are still served, so that load balancers stop sending them; then the server drains")
 	debugAddr := fs.String("debug-addr", "", "serve net/http/pprof on this address, never on -addr (a bare :port binds loopback); off when empty")
 	level := addLogLevel(fs)
@@ -49,6 +51,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if *maxAge <= 0 {
 		return usageError{fmt.Sprintf("pointsd serve: -cache-max-age must be positive, got %v", *maxAge)}
+	}
+	if *queryTime != "cluster" && *queryTime != "replica" {
+		return usageError{fmt.Sprintf("pointsd serve: -query-time must be cluster or replica, got %q", *queryTime)}
 	}
 	if *delay < 0 || *delay > time.Minute {
 		return usageError{fmt.Sprintf("pointsd serve: -shutdown-delay must be between 0 and 1m, got %v", *delay)}
@@ -102,7 +107,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	api, err := httpapi.New(httpapi.Config{Pool: pool, Direct: upool, Logger: log, Metrics: m, Replica: upd,
-		NoCache: !*useCache, CacheMaxAge: *maxAge, Clock: dbClock})
+		NoCache: !*useCache, CacheMaxAge: *maxAge, Clock: dbClock, Instance: instance, ReplicaQueryTime: *queryTime == "replica"})
 	if err != nil {
 		return err
 	}
@@ -113,7 +118,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	log.Info("starting pointsd", slog.String("version", b.Version), slog.String("revision", b.Revision),
 		slog.String("go", b.GoVersion), slog.String("addr", *addr), slog.String("mode", cmp.Or(string(mode), "(the cluster's)")),
 		slog.Duration("period", *period), slog.Int("workers", *workers), slog.Duration("slow_cycle", *slow),
-		slog.Bool("cache", *useCache), slog.Duration("cache_max_age", *maxAge), slog.Duration("shutdown_delay", *delay),
+		slog.Bool("cache", *useCache), slog.Duration("cache_max_age", *maxAge), slog.String("query_time", *queryTime), slog.Duration("shutdown_delay", *delay),
 		slog.String("debug_addr", *debugAddr), slog.String("log_level", level.String()),
 		// The database, never its password.
 		slog.String("database", fmt.Sprintf("%s@%s/%s", dbc.User, net.JoinHostPort(dbc.Host, strconv.Itoa(int(dbc.Port))), dbc.Database)))

@@ -71,6 +71,30 @@ func httpGet(ctx context.Context, url string) (*http.Response, error) {
 	return http.DefaultClient.Do(req)
 }
 
+// counter reads a counter without labels from the server's /metrics.
+func (p *proc) counter(ctx context.Context, name string) (float64, error) {
+	resp, err := httpGet(ctx, p.url("/metrics"))
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }() // read-only: nothing to lose
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return counterIn(string(b), name)
+}
+
+// counterIn finds counter name's value in a Prometheus text exposition.
+func counterIn(metrics, name string) (float64, error) {
+	for line := range strings.Lines(metrics) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
 // stop sends SIGTERM and waits.
 func (p *proc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

@@ -83,6 +83,7 @@ type benchPage struct {
 	Updates, Spread, Throughput        [][]string
 	Modes                              []string // the spread's, in the per-second table
 	PerSecond                          [][]string
+	Publishes, PublishesMetric         string // the query-time exchange's writes per second, and its metric
 	SeedPlain, SeedPointsd, PeakRSS    string
 	Paced, Citus                       string // sections copied from other reports
 }
@@ -124,12 +125,14 @@ func (r *report) markdown(c config, m benchMachine, paced, citus string) (string
 			fmt.Sprintf("%.2f× (%s vs %s; the static control: %.2f×)", spike, ms(worstP99(rolling.seconds)), ms(medianP99(rolling.seconds)),
 				worstP99(control.seconds).Seconds()/medianP99(control.seconds).Seconds()),
 			met(spike <= 1.5)},
-		{"GET / ≥ 85% of a static Go handler's requests/s",
+		{"GET / with the cluster's previous-query time ≥ 90% of a static Go handler's requests/s",
 			fmt.Sprintf("%.0f%% (%.0f vs %.0f req/s)", 100*share, pd.rps, static.rps),
-			met(share >= 0.85)},
+			met(share >= 0.90)},
 		{"GET / in the first period after start ≥ 50% of steady state",
 			fmt.Sprintf("%.0f%% (%.0f vs %.0f req/s; p99 %s vs %s)", 100*first, fresh.rps, pd.rps, ms(fresh.p99), ms(pd.p99)),
 			met(first >= 0.5)},
+		{"query-time exchange ≤ 10 writes/s per replica while queried (one per 100 ms at most)",
+			fmt.Sprintf("%.1f writes/s", pd.publishes), met(pd.publishes <= 10.5)},
 		{"peak RSS during the throughput run < 64 MB", mb(r.peakRSS), met(r.peakRSS < 64<<20)},
 	}
 
@@ -162,6 +165,7 @@ func (r *report) markdown(c config, m benchMachine, paced, citus string) (string
 	for _, t := range r.throughput {
 		page.Throughput = append(page.Throughput, []string{t.name, fmt.Sprintf("%.0f", t.rps), ms(t.p99), fmt.Sprintf("%.0f%%", 100*t.rps/static.rps)})
 	}
+	page.Publishes, page.PublishesMetric = fmt.Sprintf("%.1f", pd.publishes), publishesMetric
 
 	var b strings.Builder
 	if err := reportTemplate.Execute(&b, page); err != nil {

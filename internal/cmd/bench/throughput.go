@@ -24,7 +24,13 @@ type throughputRun struct {
 	name string
 	rps  float64
 	p99  time.Duration
+	// publishes is pointsd's writes of its latest query time per second
+	// (pointsd_query_time_publishes_total) during the run; 0 for others.
+	publishes float64
 }
+
+// publishesMetric counts a replica's writes to the query-time exchange.
+const publishesMetric = "pointsd_query_time_publishes_total"
 
 // benchThroughput puts wrk (64 connections) on pointsd's GET / and on a
 // static Go handler returning the same bytes, alternating, and pgbench on
@@ -50,7 +56,7 @@ func benchThroughput(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	defer st.stop()
-	static, pointsd, err := inTurns(ctx, st, "static Go handler (HTTP ceiling)", pd, "pointsd GET /")
+	static, pointsd, err := inTurns(ctx, st, "static Go handler (HTTP ceiling)", pd, "pointsd GET / (the cluster's previous-query time)")
 	if err != nil {
 		return err
 	}
@@ -79,7 +85,8 @@ func staticBeside(ctx context.Context, c config, pd *proc) (*proc, error) {
 }
 
 // inTurns runs wrk on GET / of the static handler and of pointsd in turns,
-// twice each, and returns each one's mean.
+// twice each, and returns each one's mean, with pointsd's writes to the
+// query-time exchange per second.
 func inTurns(ctx context.Context, st *proc, staticName string, pd *proc, pointsdName string) (static, pointsd throughputRun, err error) {
 	runs := map[*proc][]throughputRun{}
 	for range 2 {
@@ -87,11 +94,25 @@ func inTurns(ctx context.Context, st *proc, staticName string, pd *proc, pointsd
 			name string
 			p    *proc
 		}{{staticName, st}, {pointsdName, pd}} {
+			var before float64
+			began := time.Now()
+			if s.p == pd {
+				if before, err = pd.counter(ctx, publishesMetric); err != nil {
+					return static, pointsd, err
+				}
+			}
 			t, err := wrk(ctx, s.name, s.p.url("/"))
 			if err != nil {
 				return static, pointsd, err
 			}
-			log.Printf("  %s: %.0f req/s, p99 %v", s.name, t.rps, t.p99)
+			if s.p == pd {
+				after, err := pd.counter(ctx, publishesMetric)
+				if err != nil {
+					return static, pointsd, err
+				}
+				t.publishes = (after - before) / time.Since(began).Seconds()
+			}
+			log.Printf("  %s: %.0f req/s, p99 %v, %.1f query-time writes/s", s.name, t.rps, t.p99, t.publishes)
 			runs[s.p] = append(runs[s.p], t)
 		}
 	}
@@ -145,6 +166,7 @@ func mean(runs []throughputRun) throughputRun {
 	for _, t := range runs {
 		out.rps += t.rps / float64(len(runs))
 		out.p99 += t.p99 / time.Duration(len(runs))
+		out.publishes += t.publishes / float64(len(runs))
 	}
 	return out
 }
