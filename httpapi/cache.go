@@ -279,12 +279,8 @@ func stableUntil(a pgsql.Answer) time.Time {
 		return time.Time{}
 	}
 	until := *a.NextStart // the floor, and every rewritten bucket
-	slot := func(bucket int) time.Time {
-		if a.Period <= 0 || a.Buckets <= 0 {
-			return time.Time{} // unpaced: may be rewritten any moment
-		}
-		return partition.Schedule{Period: a.Period, Buckets: a.Buckets, Spread: a.Spread}.Slot(a.StartedAt, bucket)
-	}
+	slots := partition.Schedule{Period: a.Period, Buckets: a.Buckets, Spread: a.Spread}
+	slot := func(bucket int) time.Time { return slots.Slot(a.StartedAt, bucket) }
 	if a.Floor < 100 {
 		for _, u := range a.Users {
 			if u.Bucket == pgsql.NoBucket {
