@@ -46,19 +46,59 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	mode := cmp.Or(u.cfg.Mode, Mode(st.ClusterMode))
-	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, u.now(), 0, mode), false, false)
+	return u.start(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, u.now(), 0, mode))
 }
 
-// run runs cycle c (or resumes it, already started) in the configured mode
-// and accounts for it.
-func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
-	var res Result
-	var err error
-	if Mode(c.Mode) == Strict && !resume {
-		res, err = u.runStrict(ctx, c)
-	} else {
-		res, err = u.runRolling(ctx, c, resume, paced)
+// start runs cycle c in its mode and accounts for it. A cycle with a
+// period is paced on its slots; one without is run back to back.
+func (u *Updater) start(ctx context.Context, c pgsql.Cycle) (Result, error) {
+	if Mode(c.Mode) == Strict {
+		res, err := u.runStrict(ctx, c)
+		return u.account(c, res, err)
 	}
+	res := Result{Cycle: c.Cycle, Mode: Rolling}
+	begun := time.Now()
+	started, err := pgsql.StartCycle(ctx, u.cfg.Pool, c)
+	switch {
+	case err != nil:
+		u.cfg.Metrics.UpdateErrors.Inc()
+		return u.account(c, res, err)
+	case !started:
+		return u.account(c, res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, ErrNotStarted))
+	}
+	u.committed(0, c.Floor, pgsql.AllBuckets)
+	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
+	if c.Period > 0 {
+		u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
+	}
+	res, err = u.runRolling(ctx, c, res)
+	res.Took = time.Since(begun)
+	return u.account(c, res, u.finished(ctx, c, res, err))
+}
+
+// resume finishes cycle c, already started: it rewrites the buckets not yet
+// rewritten in c, on c's slots if it has a period. A strict cycle whose
+// finish was lost has none left: it is only recorded as finished.
+func (u *Updater) resume(ctx context.Context, c pgsql.Cycle) (Result, error) {
+	res, err := u.runRolling(ctx, c, Result{Cycle: c.Cycle, Mode: Mode(c.Mode)})
+	res.Took = u.now().Sub(c.StartedAt)
+	return u.account(c, res, u.finished(ctx, c, res, err))
+}
+
+// finished records that c ended, unless it ended with err or ctx ended.
+func (u *Updater) finished(ctx context.Context, c pgsql.Cycle, res Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return u.finish(ctx, c, res)
+}
+
+// account accounts for cycle c's run: its metrics, its log line and its
+// event. A cycle with a period is paced: its overrun and capacity count.
+func (u *Updater) account(c pgsql.Cycle, res Result, err error) (Result, error) {
 	if err != nil {
 		u.emit(Event{Kind: EventCycleFailed, Cycle: c.Cycle, Err: err})
 		return res, err
@@ -71,14 +111,15 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 	if res.Mode == Rolling {
 		attrs = append(attrs, slog.Duration("bucket_p50", res.BucketP50), slog.Duration("bucket_max", res.BucketMax))
 	}
+	paced := c.Period > 0
 	// Overran: ended past the next boundary (a late start's lateness
 	// counts).
-	over := u.now().Sub(c.StartedAt.Add(cmp.Or(c.Period, u.cfg.Period)))
+	over := u.now().Sub(c.StartedAt.Add(c.Period))
 	switch {
 	case paced && over > 0:
 		u.cfg.Metrics.CycleOverruns.Inc()
 		next := "the next one starts at once, on the boundary it passed"
-		if over > u.cfg.Period/lateStart {
+		if !startsAtOnce(over, u.cfg.Period) {
 			next = "the next one starts at the next boundary"
 		}
 		u.log.Warn("cycle overran its period; "+next,
@@ -128,36 +169,15 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 	return res, u.finish(ctx, c, res)
 }
 
-// runRolling publishes c's floor, unless resuming, then hands the buckets not
-// yet rewritten in c to the workers in slot order, never before their slot
-// when paced.
-func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
-	res := Result{Cycle: c.Cycle, Mode: Rolling}
-	if resume {
-		res.Mode = Mode(c.Mode) // a strict cycle whose finish was lost ends here
-	}
-	start := time.Now()
-	if !resume {
-		started, err := pgsql.StartCycle(ctx, u.cfg.Pool, c)
-		if err != nil {
-			u.cfg.Metrics.UpdateErrors.Inc()
-			return res, err
-		}
-		if !started {
-			return res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, ErrNotStarted)
-		}
-		u.committed(0, c.Floor, pgsql.AllBuckets)
-		u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
-		if paced {
-			u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
-		}
-	}
+// runRolling hands the buckets not yet rewritten in c to the workers in
+// slot order, each not before its slot. It fills res with what they did.
+func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, res Result) (Result, error) {
 	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
 	if err != nil {
 		return res, err
 	}
-	// A resumed cycle keeps the slots its first leader published.
-	sched := partition.Schedule{Period: cmp.Or(c.Period, u.cfg.Period), Buckets: len(buckets), Spread: c.Spread}
+	// The slots c was published with: none for a cycle without a period.
+	slots := partition.Schedule{Period: c.Period, Buckets: len(buckets), Spread: c.Spread}
 
 	var (
 		mu     sync.Mutex
@@ -206,14 +226,14 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 			}
 		}
 		todo = u.dispatch(ctx, todo, draw, func(b pgsql.Bucket) time.Time {
-			if !paced || pass > 0 {
-				return time.Time{}
+			if pass > 0 {
+				return time.Time{} // tried again: at once
 			}
-			return sched.Slot(c.StartedAt, b.Index)
+			return slots.Slot(c.StartedAt, b.Index)
 		})
 	}
 
-	res.Rows, res.Buckets, res.Took = rowsOK, len(times), time.Since(start)
+	res.Rows, res.Buckets = rowsOK, len(times)
 	for _, d := range times {
 		res.Work += d
 	}
@@ -221,16 +241,10 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 		slices.Sort(times)
 		res.BucketP50, res.BucketMax = times[len(times)/2], times[len(times)-1]
 	}
-	if resume {
-		res.Took = u.now().Sub(c.StartedAt)
-	}
 	if err := errors.Join(errs...); err != nil {
 		return res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	return res, u.finish(ctx, c, res)
+	return res, nil
 }
 
 // lockRetryPause is how long a cycle waits before it tries its locked

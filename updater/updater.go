@@ -242,11 +242,12 @@ func (u *Updater) Run(ctx context.Context) {
 // replica that cannot do the work must not keep the lock from one that can.
 const maxFailedCycles = 3
 
-// lateStart is how late in its period a cycle may still start: a leader
-// that took over (or came back) just after a boundary, or whose last cycle
-// overran it by a little, starts that period's cycle at once, on the
-// boundary's slots, rather than leaving a whole period without one.
-const lateStart = 2 // a cycle may start up to period/lateStart late
+// lateStart is how late in its period a cycle may still start, as a part
+// of the period: a leader that took over (or came back) just after a
+// boundary, or whose last cycle overran it by a little, starts that
+// period's cycle at once, on the boundary's slots, rather than leaving a
+// whole period without one.
+const lateStart = 0.5
 
 // newCycle draws the floor and seed of cycle number n. A paced cycle
 // publishes the period it is paced on, and the spread of its slots.
