@@ -16,8 +16,8 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("cycle", "[-mode strict|rolling] [-workers W]",
 		"Runs one update cycle now (rolling: the buckets back to back, no pacing), prints its duration, exits.\n"+
 			"Refuses to run while a pointsd serve leads: its cycles already run.")
-	mode := updater.Rolling
-	fs.TextVar(&mode, "mode", updater.Rolling, "update mode: rolling (one transaction per bucket) or strict (one transaction);\nwhen not given, the cluster's mode (see pointsd mode)")
+	var mode updater.Mode // none: the cluster's mode
+	fs.TextVar(&mode, "mode", mode, "update mode: rolling (one transaction per bucket) or strict (one transaction);\nwhen not given, the cluster's mode (see pointsd mode)")
 	workers := fs.Int("workers", updater.DefaultWorkers, "rolling: buckets updated at once, 1..64")
 	level := addLogLevel(fs)
 	wait := addWait(fs)
@@ -50,9 +50,6 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.New("a pointsd serve is leading and runs the cycles: stop it to run one by hand")
 	}
 
-	if !isSet(fs, "mode") {
-		mode = "" // the cluster's
-	}
 	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Logger: newLogger(stderr, level.Level),
 		Mode: mode, Workers: *workers})
 	if err != nil {

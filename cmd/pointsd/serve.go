@@ -21,8 +21,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("serve", "[flags]",
 		"Migrates the schema, serves HTTP and, when leader among replicas, runs the updater.")
 	addr := fs.String("addr", "127.0.0.1:4000", "HTTP listen address")
-	mode := updater.Rolling
-	fs.TextVar(&mode, "mode", updater.Rolling, "set the cluster's update mode at startup: rolling (one transaction per bucket, spread across the period)\n"+
+	var mode updater.Mode // none: the cluster's stored mode stands
+	fs.TextVar(&mode, "mode", mode, "set the cluster's update mode at startup: rolling (one transaction per bucket, spread across the period)\n"+
 		"or strict (one transaction); when not given, the mode stored in the database stands (see pointsd mode)")
 	period := fs.Duration("period", updater.DefaultPeriod, "time between cycle starts (cycles start on wall-clock multiples of it), at least 100ms")
 	workers := fs.Int("workers", updater.DefaultWorkers, "buckets updated at once, 1..64")
@@ -88,9 +88,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := errors.Join(m.RegisterPool("query", pool), m.RegisterPool("updater", upool),
 		m.RegisterHorizon(pool), m.RegisterBuildInfo(b.Version, b.Revision, b.GoVersion)); err != nil {
 		return err
-	}
-	if !isSet(fs, "mode") {
-		mode = "" // the cluster's stored mode stands
 	}
 	// dbClock is the process's one measure of the database's clock (run
 	// in the background by serveUntilDone): the leader publishes and
