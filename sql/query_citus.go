@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -19,7 +20,7 @@ var citusSeen atomic.Bool
 // query because users is distributed and cycle_state and buckets are not.
 func isDistributedJoin(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "0A000" && // feature_not_supported
+	return errors.As(err, &pgErr) && pgErr.Code == pgerrcode.FeatureNotSupported &&
 		(pgErr.Message == "direct joins between distributed and local tables are not supported" ||
 			pgErr.Message == "complex joins are only supported when all distributed tables are co-located and joined on their distribution columns")
 }

@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pointsd/pointsd/partition"
 	"github.com/pointsd/pointsd/sql"
@@ -156,7 +154,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 		if !errors.Is(err, ErrNotStarted) {
 			u.cfg.Metrics.UpdateErrors.Inc()
 		}
-		if lockBusy(err) {
+		if pgsql.LockBusy(err) {
 			err = fmt.Errorf("%w: %w", errLocked, err)
 		}
 		return res, fmt.Errorf("strict cycle %d: %w", c.Cycle, err)
@@ -324,7 +322,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		})
 		if err != nil {
 			u.cfg.Metrics.UpdateErrors.Inc()
-			if lockBusy(err) {
+			if pgsql.LockBusy(err) {
 				return o, backoff.Permanent(fmt.Errorf("%w: %w", errLocked, err))
 			}
 			if permanent(err) {
@@ -359,22 +357,12 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 // (a bucket takes ~30 ms at 1M users, ~1.6 s at its slowest at 10M).
 func attemptTimeout(period time.Duration) time.Duration { return max(period, 10*time.Second) }
 
-// lockBusy reports whether err is a lock wait that ran out (lock_timeout).
-func lockBusy(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
-}
-
 // permanent reports whether err will recur however often the bucket is
-// retried: the role may not write (42501, 25006) or the schema is not what
-// the statement expects (the rest of class 42). Retrying those for a whole
-// period would only delay the report. A deposed leader must stop at once.
+// retried: the role may not write, or the schema is not what the statement
+// expects. Retrying those for a whole period would only delay the report.
+// A deposed leader must stop at once.
 func permanent(err error) bool {
-	if errors.Is(err, pgsql.ErrDeposed) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || pgErr.Code == "25006")
+	return errors.Is(err, pgsql.ErrDeposed) || pgsql.SchemaMismatch(err) || pgsql.ReadOnly(err)
 }
 
 // committed accounts for a commit: rows rewritten, the floor if published

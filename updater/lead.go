@@ -38,7 +38,7 @@ func (u *Updater) lead(ctx context.Context, term int64) error {
 			// the fence kept this one from writing.
 			u.log.Warn("stepping down: another replica leads under a later term", slog.Int64("cycle", cycle), slog.Int64("term", ls.term))
 			return nil
-		case errors.Is(err, errLocked) || lockBusy(err):
+		case errors.Is(err, errLocked) || pgsql.LockBusy(err):
 			// Another session holds a lock the cycle needs (VACUUM FULL,
 			// an ALTER TABLE, a row of cycle_state): nobody's fault here. A strict cycle did not
 			// start and is tried again; a rolling one is not resumed, so
