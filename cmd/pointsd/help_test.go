@@ -12,13 +12,13 @@ func TestModeHelpNamesNoDefault(t *testing.T) {
 	t.Parallel()
 	for _, cmd := range []string{"serve", "cycle"} {
 		_, stdout, _ := pointsd(t, context.Background(), nil, cmd, "-h")
-		i := strings.Index(stdout, "-mode")
+		i := strings.Index(stdout, "\n  -mode ")
 		if i < 0 {
 			t.Fatalf("pointsd %s -h has no -mode:\n%s", cmd, stdout)
 		}
-		help := stdout[i:]
-		if j := strings.Index(help[1:], "\n  -"); j >= 0 {
-			help = help[:j+1]
+		help := stdout[i+1:]
+		if j := strings.Index(help, "\n  -"); j >= 0 {
+			help = help[:j]
 		}
 		if strings.Contains(help, "(default") {
 			t.Errorf("pointsd %s -h claims a default for -mode:\n%s", cmd, help)
