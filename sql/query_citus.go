@@ -107,8 +107,8 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 		return Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	a := Answer{Schedule: st.Schedule, Users: []User{}, Buckets: st.Buckets, FirstPending: st.FirstPending}
-	if a.Floor >= 100 {
-		return a, nil // nothing is above 100: no need to ask the workers
+	if NoneQualify(a.Floor) {
+		return a, nil // nothing is above it: no need to ask the workers
 	}
 	type bucket struct {
 		Index         int

@@ -64,7 +64,8 @@ func (u *Updater) start(ctx context.Context, c pgsql.Cycle) (Result, error) {
 	case !started:
 		return u.account(c, res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, ErrNotStarted))
 	}
-	u.committed(0, c.Floor, pgsql.AllBuckets)
+	u.published(c.Floor)
+	u.committed(0, pgsql.AllBuckets)
 	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	if c.Period > 0 {
 		u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
@@ -161,7 +162,8 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 	}
 	res.Took = time.Since(start)
 	res.Work = res.Took
-	u.committed(res.Rows, c.Floor, pgsql.AllBuckets)
+	u.published(c.Floor)
+	u.committed(res.Rows, pgsql.AllBuckets)
 	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res)
@@ -333,7 +335,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		if claimed {
 			o.took = time.Since(start)
 			u.cfg.Metrics.BucketDuration.Observe(o.took.Seconds())
-			u.committed(o.rows, -1, b.Index)
+			u.committed(o.rows, b.Index)
 			u.emit(Event{Kind: EventBucket, Cycle: c.Cycle, Bucket: b.Index})
 		}
 		return o, nil
@@ -365,13 +367,13 @@ func permanent(err error) bool {
 	return errors.Is(err, pgsql.ErrDeposed) || pgsql.SchemaMismatch(err) || pgsql.ReadOnly(err)
 }
 
-// committed accounts for a commit: rows rewritten, the floor if published
-// (floor < 0: unchanged), and tells OnCommit which bucket changed.
-func (u *Updater) committed(rows int64, floor, bucket int) {
+// published accounts for a cycle's floor, just committed.
+func (u *Updater) published(floor int) { u.cfg.Metrics.Floor.Set(float64(floor)) }
+
+// committed accounts for a commit: rows rewritten, and tells OnCommit
+// which bucket changed (pgsql.AllBuckets when a cycle started).
+func (u *Updater) committed(rows int64, bucket int) {
 	u.cfg.Metrics.RowsUpdated.Add(float64(rows))
-	if floor >= 0 {
-		u.cfg.Metrics.Floor.Set(float64(floor))
-	}
 	if u.onCommit != nil {
 		u.onCommit(bucket)
 	}

@@ -73,6 +73,46 @@ type Config struct {
 	Rand *rand.Rand
 }
 
+// The bounds of Config's period and workers: the commands check their
+// flags with ValidatePeriod and ValidateWorkers, New with Validate.
+const (
+	MinPeriod  = 100 * time.Millisecond
+	MaxWorkers = 64
+)
+
+// ValidatePeriod says why period is not a period the updater can keep.
+func ValidatePeriod(period time.Duration) error {
+	if period < MinPeriod {
+		return fmt.Errorf("must be at least %v, got %v", MinPeriod, period)
+	}
+	return nil
+}
+
+// ValidateWorkers says why n is not a number of workers the updater runs.
+func ValidateWorkers(n int) error {
+	if n < 1 || n > MaxWorkers {
+		return fmt.Errorf("must be between 1 and %d, got %d", MaxWorkers, n)
+	}
+	return nil
+}
+
+// Validate says what is wrong with cfg, its defaults filled (see New).
+func (cfg Config) Validate() error {
+	if err := ValidatePeriod(cfg.Period); err != nil {
+		return fmt.Errorf("period %w", err)
+	}
+	if err := ValidateWorkers(cfg.Workers); err != nil {
+		return fmt.Errorf("workers %w", err)
+	}
+	switch {
+	case cfg.SlowCycle < 0 || cfg.LeaderPoll < 0:
+		return errors.New("durations must not be negative")
+	case cfg.LeaseTimeout < 2*cfg.LeaderPoll:
+		return fmt.Errorf("the lease timeout (%v) must be at least two leader polls (%v)", cfg.LeaseTimeout, 2*cfg.LeaderPoll)
+	}
+	return nil
+}
+
 // Updater runs cycles: when asked (RunCycle) or, as the leader among the
 // replicas sharing a database, on every period's boundary (Run).
 type Updater struct {
@@ -114,15 +154,8 @@ func New(cfg Config) (*Updater, error) {
 	cfg.LeaderPoll = cmp.Or(cfg.LeaderPoll, DefaultLeaderPoll)
 	cfg.LeaseTimeout = cmp.Or(cfg.LeaseTimeout, 3*cfg.LeaderPoll)
 	cfg.Instance = cmp.Or(cfg.Instance, NewInstance())
-	switch {
-	case cfg.Period < 100*time.Millisecond:
-		return nil, fmt.Errorf("updater: period must be at least 100ms, got %v", cfg.Period)
-	case cfg.Workers < 1 || cfg.Workers > 64:
-		return nil, fmt.Errorf("updater: workers must be between 1 and 64, got %d", cfg.Workers)
-	case cfg.SlowCycle < 0 || cfg.LeaderPoll < 0:
-		return nil, errors.New("updater: durations must not be negative")
-	case cfg.LeaseTimeout < 2*cfg.LeaderPoll:
-		return nil, fmt.Errorf("updater: the lease timeout (%v) must be at least two leader polls (%v)", cfg.LeaseTimeout, 2*cfg.LeaderPoll)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("updater: %w", err)
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // G404: points and floors are a game's draws, not secrets
@@ -253,8 +286,8 @@ const lateStart = 0.5
 // publishes the period it is paced on, and the spread of its slots.
 func (u *Updater) newCycle(n int64, start time.Time, spread time.Duration, mode Mode) pgsql.Cycle {
 	c := pgsql.Cycle{
-		Schedule: pgsql.Schedule{Cycle: n, Floor: u.cfg.Rand.IntN(101), StartedAt: start}, // a floor in 0..100 inclusive
-		Seed:     int64(u.cfg.Rand.Uint64()),                                              //nolint:gosec // G115: 64 random bits, reinterpreted
+		Schedule: pgsql.Schedule{Cycle: n, Floor: pgsql.DrawFloor(u.cfg.Rand), StartedAt: start},
+		Seed:     int64(u.cfg.Rand.Uint64()), //nolint:gosec // G115: 64 random bits, reinterpreted
 		Mode:     string(mode),
 	}
 	if spread > 0 {

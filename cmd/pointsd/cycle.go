@@ -18,16 +18,17 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 			"Refuses to run while a pointsd serve leads: its cycles already run.")
 	var mode updater.Mode // none: the cluster's mode
 	fs.TextVar(&mode, "mode", mode, "update mode: rolling (one transaction per bucket) or strict (one transaction);\nwhen not given, the cluster's mode (see pointsd mode)")
-	workers := fs.Int("workers", updater.DefaultWorkers, "rolling: buckets updated at once, 1..64")
+	workers := fs.Int("workers", updater.DefaultWorkers, fmt.Sprintf("rolling: buckets updated at once, 1..%d", updater.MaxWorkers))
 	level := addLogLevel(fs)
 	wait := addWait(fs)
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
-	if *workers < 1 || *workers > 64 {
-		return usageError{fmt.Sprintf("pointsd cycle: -workers must be between 1 and 64, got %d", *workers)}
+	if err := updater.ValidateWorkers(*workers); err != nil {
+		return usageError{"pointsd cycle: -workers " + err.Error()}
 	}
-	pool, err := connect(ctx, getenv, int32(*workers+2), session{name: "pointsd-cycle", direct: true, limits: updater.SessionLimits(updater.DefaultPeriod)}, *wait)
+	conns := int32(*workers + 2) //nolint:gosec // G115: ValidateWorkers keeps it to 1..MaxWorkers
+	pool, err := connect(ctx, getenv, conns, session{name: "pointsd-cycle", direct: true, limits: updater.SessionLimits(updater.DefaultPeriod)}, *wait)
 	if err != nil {
 		return err
 	}
