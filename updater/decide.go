@@ -7,71 +7,72 @@ import (
 	"github.com/pointsd/pointsd/sql"
 )
 
-// Case names the rule a leader's decision follows. decide returns exactly
+// rule names the rule a leader's decision follows. decide picks exactly
 // one, and decide_test.go has a row for each.
-type Case int
+type rule int
 
-// The cases. The Resume cases finish the unfinished cycle; the others start
+// The rules. The resume rules finish the unfinished cycle; the others start
 // the next one on a boundary.
 const (
-	// Resume: the published cycle is unfinished, and this leader did not
-	// fail it. It is finished on the slots it was published with.
-	Resume Case = iota + 1
-	// ResumeUnpaced: the unfinished cycle was run by hand (no period). Its
+	// resumeOnSlots: the published cycle is unfinished, and this leader
+	// did not fail it. It is finished on the slots it was published with,
+	// whenever it started.
+	resumeOnSlots rule = iota + 1
+	// resumeUnpaced: the unfinished cycle was run by hand (no period). Its
 	// buckets go back to back.
-	ResumeUnpaced
-	// ResumeFuture: the unfinished cycle's schedule is in the future, so
+	resumeUnpaced
+	// resumeFuture: the unfinished cycle's schedule is in the future, so
 	// its slots cannot be true. Its buckets go back to back.
-	ResumeFuture
-	// StartUnscheduled: no schedule is published (no leader kept one, or
+	resumeFuture
+	// startUnscheduled: no schedule is published (no leader kept one, or
 	// the last cycle was run by hand). The next cycle starts on the next
 	// boundary.
-	StartUnscheduled
-	// StartOnSchedule: the published next start is in this period's future.
+	startUnscheduled
+	// startOnSchedule: the published next start is in this period's future.
 	// The next cycle starts on the next boundary.
-	StartOnSchedule
-	// WaitPublished: the published next start is past the next boundary (a
+	startOnSchedule
+	// waitPublished: the published next start is past the next boundary (a
 	// leader with a longer period published it). Replicas trust it to know
 	// how long their answers stay true, so the next cycle starts on the
 	// first boundary at or after it.
-	WaitPublished
-	// StartLate: the cycle due on this period's boundary was not started
+	waitPublished
+	// startLate: the cycle due on this period's boundary was not started
 	// (the last cycle overran it by a little, or the leader changed just
 	// after it). It starts now, late, on that boundary's slots: its first
 	// buckets go back to back until it is on time.
-	StartLate
-	// SkipLate: as StartLate, but later than lateStart of the period. A
+	startLate
+	// skipLate: as startLate, but later than lateStart of the period. A
 	// cycle that late would overrun too, so it starts on the next boundary.
-	SkipLate
-	// StartOverFuture: the published schedule is in the future (a leader
+	skipLate
+	// startOverFuture: the published schedule is in the future (a leader
 	// with a fast clock, or an edit). It is not waited for, nor published
 	// over: the next cycle starts on the next boundary and overwrites it.
-	StartOverFuture
+	startOverFuture
 )
 
-var caseNames = map[Case]string{
-	Resume: "resume", ResumeUnpaced: "resume unpaced", ResumeFuture: "resume future",
-	StartUnscheduled: "start unscheduled", StartOnSchedule: "start on schedule", WaitPublished: "wait published",
-	StartLate: "start late", SkipLate: "skip late", StartOverFuture: "start over future",
+var ruleNames = map[rule]string{
+	resumeOnSlots: "resume", resumeUnpaced: "resume unpaced", resumeFuture: "resume future",
+	startUnscheduled: "start unscheduled", startOnSchedule: "start on schedule", waitPublished: "wait published",
+	startLate: "start late", skipLate: "skip late", startOverFuture: "start over future",
 }
 
-// String names c in logs and test failures.
-func (c Case) String() string { return caseNames[c] }
+// String names r in test failures.
+func (r rule) String() string { return ruleNames[r] }
 
-// Resumes reports whether c finishes the unfinished cycle.
-func (c Case) Resumes() bool { return c == Resume || c == ResumeUnpaced || c == ResumeFuture }
+// resumes reports whether r finishes the unfinished cycle.
+func (r rule) resumes() bool { return r == resumeOnSlots || r == resumeUnpaced || r == resumeFuture }
 
-// Decision is what the leader does next. decide computes it from what it
+// decision is what the leader does next. decide computes it from what it
 // read, and lead carries it out: the leader decides nothing else.
-type Decision struct {
-	Case Case
+type decision struct {
+	Rule rule
 	// Cycle is the cycle to resume, or the number of the one to start:
 	// past any bucket claimed by a later cycle than the state's (the
 	// number was set back by hand), which would otherwise never be
 	// claimed again.
 	Cycle int64
 	// OnSlots is whether a resumed cycle keeps the slots it was published
-	// with (Resume only).
+	// with (resumeOnSlots only).
 	OnSlots bool
 	// Future is whether the published schedule is in the future: the
 	// leader warns that it does not wait for it.
@@ -98,6 +99,9 @@ type Decision struct {
 type leadState struct {
 	term        int64 // the leadership term every write is fenced by
 	failedCycle int64 // a cycle it failed, not resumed again (0: none)
+	// failedInARow counts the cycles it failed for a reason of its own
+	// since its last one that ended well (see failed).
+	failedInARow int
 	// finished is the last cycle it ran to the end itself: if that one
 	// overran, whether the next starts at once depends on by how much.
 	finished int64
@@ -109,17 +113,17 @@ type leadState struct {
 // decide is the leader's next step, given the published state st, what
 // the leader remembers, the time now and the leader's period. It does no
 // I/O: lead reads, waits and writes.
-func decide(st pgsql.State, ls leadState, now time.Time, period time.Duration) Decision {
-	d := Decision{Future: inFuture(st, now, period)}
+func decide(st pgsql.State, ls leadState, now time.Time, period time.Duration) decision {
+	d := decision{Future: inFuture(st, now, period)}
 	if st.Cycle > 0 && st.FinishedAt == nil && st.Cycle != ls.failedCycle {
 		d.Cycle = st.Cycle
 		switch {
 		case d.Future:
-			d.Case = ResumeFuture
+			d.Rule = resumeFuture
 		case st.Period <= 0:
-			d.Case = ResumeUnpaced
+			d.Rule = resumeUnpaced
 		default:
-			d.Case, d.OnSlots = Resume, true
+			d.Rule, d.OnSlots = resumeOnSlots, true
 		}
 		return d
 	}
@@ -127,22 +131,22 @@ func decide(st pgsql.State, ls leadState, now time.Time, period time.Duration) D
 	d.Spread = spreadFor(period, lastBucketMax(st))
 	sched := partition.Schedule{Period: period}
 	cur := sched.CycleStart(now)
-	d.Case, d.At = StartOnSchedule, cur.Add(period)
+	d.Rule, d.At = startOnSchedule, cur.Add(period)
 	published := publishedNext(st)
 	switch {
 	case d.Future:
-		d.Case = StartOverFuture
+		d.Rule = startOverFuture
 	case published.IsZero():
-		d.Case = StartUnscheduled
+		d.Rule = startUnscheduled
 	case published.After(d.At):
-		d.Case = WaitPublished
+		d.Rule = waitPublished
 		for d.At.Before(published) {
 			d.At = d.At.Add(period)
 		}
 	case !published.After(cur):
-		d.Case = SkipLate
+		d.Rule = skipLate
 		if startsAtOnce(lateness(st, ls, now, cur), period) {
-			d.Case, d.At = StartLate, cur
+			d.Rule, d.At = startLate, cur
 		}
 	}
 	d.Publish = !d.Future
@@ -200,7 +204,7 @@ func skipped(st pgsql.State, ls leadState, at time.Time, period time.Duration) (
 
 // lateAt is how late d's start is at now, if that is counted: 0 when it is
 // on time (within lateTolerance) or was counted before.
-func (d Decision) lateAt(now time.Time) time.Duration {
+func (d decision) lateAt(now time.Time) time.Duration {
 	if late := now.Sub(d.At); d.Count && late > lateTolerance {
 		return late
 	}

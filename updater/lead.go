@@ -12,68 +12,58 @@ import (
 // lead runs cycles on the schedule until ctx ends (nil) or it fails
 // maxFailedCycles cycles in a row (the last error): an unfinished cycle is
 // resumed first, whenever it started, then a cycle starts on every boundary.
+// What to do after each step is after's to say (see outcome).
 func (u *Updater) lead(ctx context.Context, term int64) error {
-	failed := 0
 	ls := leadState{term: term}
 	for ctx.Err() == nil {
 		cycle, mode, err := u.step(ctx, &ls)
-		switch {
-		case err == nil:
-			failed = 0
-			continue
-		case ctx.Err() != nil:
-			if cycle > 0 {
-				outcome := "buckets committed so far stay; the next leader rewrites the rest"
-				if mode == Strict {
-					outcome = "its transaction rolled back: the cycle did not happen"
-				}
-				u.log.Warn("cycle interrupted", slog.Int64("cycle", cycle), slog.String("mode", string(mode)),
-					slog.String("outcome", outcome), slog.Any("err", err))
+		o := judge(err, ctx.Err() != nil)
+		var next nextStep
+		ls, next = after(ls, o, cycle)
+		u.logOutcome(o, cycle, mode, err, ls)
+		switch next {
+		case stopLeading:
+			return nil
+		case stepDown:
+			return err
+		case stepAfterPoll:
+			if !sleep(ctx, u.cfg.LeaderPoll) {
+				return nil
 			}
-			return nil
-		case errors.Is(err, errRescheduled):
-			continue // decided again at once, not a failure
-		case errors.Is(err, pgsql.ErrDeposed):
-			// Evicted while paused or cut off: another replica leads, and
-			// the fence kept this one from writing.
-			u.log.Warn("stepping down: another replica leads under a later term", slog.Int64("cycle", cycle), slog.Int64("term", ls.term))
-			return nil
-		case errors.Is(err, errLocked) || pgsql.LockBusy(err):
-			// Another session holds a lock the cycle needs (VACUUM FULL,
-			// an ALTER TABLE, a row of cycle_state): nobody's fault here. A strict cycle did not
-			// start and is tried again; a rolling one is not resumed, so
-			// that its locked buckets do not hold up the next cycle, which
-			// rewrites them.
-			ls.failedCycle = cycle
-			u.log.Warn("cycle cut short by a lock another session holds", slog.Int64("cycle", cycle),
-				slog.String("mode", string(mode)), slog.Any("err", err))
-			continue // the next boundary is due now: no pause
-		case errors.Is(err, pgsql.ErrNoState):
-			u.log.Error("cannot run cycles", slog.Any("err", err))
-		case errors.Is(err, ErrNotStarted):
-			// Another replica led for a moment too (this one's lock was
-			// lost and not yet noticed): the fence held, nothing to count.
-			u.log.Warn("another leader started the cycle", slog.Int64("cycle", cycle))
-		case pgsql.IsConnError(err):
-			u.log.Warn("cycle failed: database unreachable", slog.Int64("cycle", cycle), slog.Any("err", err))
-		case pgsql.OutOfResources(err) != "":
-			// Every replica would fail the same way: not counted against this leader.
-			ls.failedCycle = cycle
-			u.log.Error("cycle failed: database out of resources", slog.String("problem", u.cfg.Metrics.CountDatabaseError(err)),
-				slog.Int64("cycle", cycle), slog.Any("err", err))
-		default:
-			failed++
-			ls.failedCycle = cycle
-			u.log.Error("cycle failed", slog.Int64("cycle", cycle), slog.Int("failed_in_a_row", failed), slog.Any("err", err))
-			if failed >= maxFailedCycles {
-				return err
-			}
-		}
-		if !sleep(ctx, u.cfg.LeaderPoll) {
-			return nil
 		}
 	}
 	return nil
+}
+
+// logOutcome logs how a step on cycle ended, if it did not end well.
+func (u *Updater) logOutcome(o outcome, cycle int64, mode Mode, err error, ls leadState) {
+	switch o {
+	case interrupted:
+		if cycle > 0 {
+			fate := "buckets committed so far stay; the next leader rewrites the rest"
+			if mode == Strict {
+				fate = "its transaction rolled back: the cycle did not happen"
+			}
+			u.log.Warn("cycle interrupted", slog.Int64("cycle", cycle), slog.String("mode", string(mode)),
+				slog.String("outcome", fate), slog.Any("err", err))
+		}
+	case deposed:
+		u.log.Warn("stepping down: another replica leads under a later term", slog.Int64("cycle", cycle), slog.Int64("term", ls.term))
+	case locked:
+		u.log.Warn("cycle cut short by a lock another session holds", slog.Int64("cycle", cycle),
+			slog.String("mode", string(mode)), slog.Any("err", err))
+	case noState:
+		u.log.Error("cannot run cycles", slog.Any("err", err))
+	case notStarted:
+		u.log.Warn("another leader started the cycle", slog.Int64("cycle", cycle))
+	case unreachable:
+		u.log.Warn("cycle failed: database unreachable", slog.Int64("cycle", cycle), slog.Any("err", err))
+	case outOfResources:
+		u.log.Error("cycle failed: database out of resources", slog.String("problem", u.cfg.Metrics.CountDatabaseError(err)),
+			slog.Int64("cycle", cycle), slog.Any("err", err))
+	case failed:
+		u.log.Error("cycle failed", slog.Int64("cycle", cycle), slog.Int("failed_in_a_row", ls.failedInARow), slog.Any("err", err))
+	}
 }
 
 // step reads the state, decides the leader's next step (see decide) and
@@ -91,15 +81,15 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 		u.log.Warn("the published schedule is in the future (a leader with a fast clock, or an edit): not waiting for it",
 			slog.Time("started_at", st.StartedAt), slog.Time("next_start", publishedNext(st)), slog.Int64("cycle", st.Cycle))
 	}
-	if d.Case.Resumes() {
+	if d.Rule.resumes() {
 		return u.resumeCycle(ctx, st, d, ls)
 	}
 	return u.startCycle(ctx, st, d, ls)
 }
 
-// resumeCycle carries out a Resume decision: it finishes the cycle st
+// resumeCycle carries out a resumeOnSlots decision: it finishes the cycle st
 // describes, on its slots if d keeps them, else back to back.
-func (u *Updater) resumeCycle(ctx context.Context, st pgsql.State, d Decision, ls *leadState) (int64, Mode, error) {
+func (u *Updater) resumeCycle(ctx context.Context, st pgsql.State, d decision, ls *leadState) (int64, Mode, error) {
 	u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
 	c := cycleOf(st)
 	c.Term = ls.term
@@ -115,7 +105,7 @@ func (u *Updater) resumeCycle(ctx context.Context, st pgsql.State, d Decision, l
 
 // startCycle carries out a start decision: it publishes d.At if d says so,
 // waits for it, and starts cycle d.Cycle in the cluster's mode.
-func (u *Updater) startCycle(ctx context.Context, st pgsql.State, d Decision, ls *leadState) (int64, Mode, error) {
+func (u *Updater) startCycle(ctx context.Context, st pgsql.State, d decision, ls *leadState) (int64, Mode, error) {
 	if d.Publish {
 		at, err := pgsql.PublishNextStart(ctx, u.cfg.Pool, st.Cycle, ls.term, d.At)
 		if err != nil {
@@ -152,7 +142,7 @@ var errRescheduled = errors.New("the next start was published later meanwhile")
 
 // countLateness counts d's start, if d says it is counted: late, if it
 // starts after its boundary, and the boundaries skipped before it.
-func (u *Updater) countLateness(d Decision, ls *leadState) {
+func (u *Updater) countLateness(d decision, ls *leadState) {
 	if !d.Count {
 		return
 	}
