@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pointsd/pointsd/internal/testhook"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/sql"
 )
@@ -58,9 +59,9 @@ type Config struct {
 	// evicts it; 3 leader polls by default, at least 2.
 	LeaseTimeout time.Duration
 
-	// OnEvent, if set, is told of what the updater does as it happens
-	// (see Event), from the updater's goroutines: it must not block.
-	OnEvent func(Event)
+	// TestHook, set by tests only, is told of what the updater does as it
+	// happens (see Event). Code outside this module cannot make one.
+	TestHook *testhook.Hook[Event]
 
 	// Clock is the database's clock (see pgsql.Clock): the leader
 	// publishes its schedule and sleeps to it on the database's time, which
