@@ -66,10 +66,8 @@ func (r rule) resumes() bool { return r == resumeOnSlots || r == resumeUnpaced |
 // read, and lead carries it out: the leader decides nothing else.
 type decision struct {
 	Rule rule
-	// Cycle is the cycle to resume, or the number of the one to start:
-	// past any bucket claimed by a later cycle than the state's (the
-	// number was set back by hand), which would otherwise never be
-	// claimed again.
+	// Cycle is the cycle to resume, or the number of the one to start
+	// (see nextNumber).
 	Cycle int64
 	// OnSlots is whether a resumed cycle keeps the slots it was published
 	// with (resumeOnSlots only).
@@ -127,7 +125,7 @@ func decide(st pgsql.State, ls leadState, now time.Time, period time.Duration) d
 		}
 		return d
 	}
-	d.Cycle = max(st.Cycle, st.MaxBucketCycle) + 1
+	d.Cycle = nextNumber(st)
 	d.Spread = spreadFor(period, lastBucketMax(st))
 	sched := partition.Schedule{Period: period}
 	cur := sched.CycleStart(now)
@@ -154,6 +152,11 @@ func decide(st pgsql.State, ls leadState, now time.Time, period time.Duration) d
 	return d
 }
 
+// nextNumber is the number of the cycle after st's: past any bucket
+// claimed by a later cycle than the state's (the number was set back by
+// hand), which would otherwise never be claimed again.
+func nextNumber(st pgsql.State) int64 { return max(st.Cycle, st.MaxBucketCycle) + 1 }
+
 // inFuture reports whether st's schedule is in the future, which no leader
 // kept: a start that has not come, or a next start further than a period
 // away (the longer of the published one and this leader's). A second of
@@ -173,6 +176,13 @@ func lateness(st pgsql.State, ls leadState, now, cur time.Time) time.Duration {
 	}
 	return now.Sub(cur)
 }
+
+// lateStart is how late in its period a cycle may still start, as a part
+// of the period: a leader that took over (or came back) just after a
+// boundary, or whose last cycle overran it by a little, starts that
+// period's cycle at once, on the boundary's slots, rather than leaving a
+// whole period without one.
+const lateStart = 0.5
 
 // startsAtOnce reports whether a cycle late by late may still start: up to
 // lateStart of the period late.
