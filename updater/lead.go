@@ -87,8 +87,9 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	return u.startCycle(ctx, st, d, ls)
 }
 
-// resumeCycle carries out a resumeOnSlots decision: it finishes the cycle st
-// describes, on its slots if d keeps them, else back to back.
+// resumeCycle carries out a resume decision: it finishes the cycle st
+// describes, on its slots if d keeps them, else back to back. Without its
+// slots it runs as a cycle run by hand does, with no period of its own.
 func (u *Updater) resumeCycle(ctx context.Context, st pgsql.State, d decision, ls *leadState) (int64, Mode, error) {
 	u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
 	c := cycleOf(st)
