@@ -25,6 +25,7 @@ func TestDecide(t *testing.T) {
 		return st
 	}
 	with := func(st pgsql.State, edit func(*pgsql.State)) pgsql.State { edit(&st); return st }
+	covered := map[rule]bool{}
 
 	for _, c := range []struct {
 		name string
@@ -159,11 +160,17 @@ func TestDecide(t *testing.T) {
 				Skipped: 1, Since: b},
 		},
 	} {
+		covered[c.want.Rule] = true
 		t.Run(c.name, func(t *testing.T) {
 			if got := decide(c.st, c.ls, c.now, period); got != c.want {
 				t.Errorf("decide:\n got %+v\nwant %+v", got, c.want)
 			}
 		})
+	}
+	for r := range ruleNames {
+		if !covered[r] {
+			t.Errorf("no row decides %q", r)
+		}
 	}
 }
 

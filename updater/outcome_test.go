@@ -16,6 +16,7 @@ import (
 func TestAfterAStep(t *testing.T) {
 	const cycle = 9
 	fresh := leadState{term: 3, failedInARow: 1, failedCycle: 4}
+	covered := map[outcome]bool{}
 	for _, c := range []struct {
 		name    string
 		err     error
@@ -47,6 +48,7 @@ func TestAfterAStep(t *testing.T) {
 		{"a permission denied is a failure of its own", &pgconn.PgError{Code: "42501"}, false, fresh, failed, stepAfterPoll,
 			leadState{term: 3, failedInARow: 2, failedCycle: cycle}},
 	} {
+		covered[c.want] = true
 		t.Run(c.name, func(t *testing.T) {
 			o := judge(c.err, c.stopped)
 			if o != c.want {
@@ -57,5 +59,10 @@ func TestAfterAStep(t *testing.T) {
 				t.Errorf("after: next %d, remembers %+v; want %d, %+v", next, then, c.next, c.then)
 			}
 		})
+	}
+	for o := done; o <= failed; o++ {
+		if !covered[o] {
+			t.Errorf("no row ends with outcome %d", o)
+		}
 	}
 }
