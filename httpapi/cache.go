@@ -102,7 +102,7 @@ func (c *cache) invalidate() { c.gen.Add(1) }
 // schedule: it cannot outlive the slot of a pending bucket it relies on.)
 func (c *cache) committed(bucket int) {
 	a := c.current.Load()
-	if a == nil || bucket < 0 || (len(a.ans.Users) < 2 && a.ans.Floor < 100) ||
+	if a == nil || bucket < 0 || (len(a.ans.Users) < 2 && !pgsql.NoneQualify(a.ans.Floor)) ||
 		slices.ContainsFunc(a.ans.Users, func(u pgsql.User) bool { return u.Bucket == bucket }) {
 		c.invalidate()
 	}
@@ -279,13 +279,9 @@ func stableUntil(a pgsql.Answer) time.Time {
 		return time.Time{}
 	}
 	until := *a.NextStart // the floor, and every rewritten bucket
-	slot := func(bucket int) time.Time {
-		if a.Period <= 0 || a.Buckets <= 0 {
-			return time.Time{} // unpaced: may be rewritten any moment
-		}
-		return partition.Schedule{Period: a.Period, Buckets: a.Buckets, Spread: a.Spread}.Slot(a.StartedAt, bucket)
-	}
-	if a.Floor < 100 {
+	slots := partition.Schedule{Period: a.Period, Buckets: a.Buckets, Spread: a.Spread}
+	slot := func(bucket int) time.Time { return slots.Slot(a.StartedAt, bucket) }
+	if !pgsql.NoneQualify(a.Floor) {
 		for _, u := range a.Users {
 			if u.Bucket == pgsql.NoBucket {
 				return time.Time{} // outside the schedule: may change any moment
@@ -295,7 +291,7 @@ func stableUntil(a pgsql.Answer) time.Time {
 			}
 		}
 		// Short of two users, a pending bucket's rewrite may bring one.
-		if len(a.Users) < 2 && a.FirstPending >= 0 {
+		if len(a.Users) < 2 && a.FirstPending != pgsql.NonePending {
 			until = minTime(until, slot(a.FirstPending))
 		}
 	}

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pointsd/pointsd/sql"
 )
@@ -25,11 +22,10 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) int {
 	// overload, a schema missing, damaged or not yet migrated. Anything
 	// else is ours (500).
 	code, msg := http.StatusServiceUnavailable, "database unavailable"
-	var pgErr *pgconn.PgError
 	switch {
 	case errors.Is(err, errOverloaded):
 		msg = "overloaded"
-	case errors.Is(err, pgsql.ErrNoState), errors.As(err, &pgErr) && strings.HasPrefix(pgErr.Code, "42"):
+	case errors.Is(err, pgsql.ErrNoState), pgsql.SchemaMismatch(err):
 		msg = "not ready" // an undefined table or column: migrate
 	case pgsql.IsConnError(err):
 	case pgsql.OutOfResources(err) != "":

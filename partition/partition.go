@@ -48,8 +48,14 @@ func (s Schedule) NextCycle(t time.Time) time.Time {
 // Slot is when bucket i may start in the cycle that starts at start:
 // start + i·spread/buckets. The buckets are spread evenly across the
 // spread, and while it stays the same, bucket i is rewritten one period
-// after its previous rewrite.
+// after its previous rewrite. Slot is zero when the cycle has no slots (no
+// period: a cycle run by hand, or no buckets): its buckets may be rewritten
+// at any moment. The leader dispatches on it and the caches trust it, so
+// both call this one function.
 func (s Schedule) Slot(start time.Time, i int) time.Time {
+	if s.Period <= 0 || s.Buckets <= 0 {
+		return time.Time{}
+	}
 	spread := s.Period
 	if s.Spread > 0 && s.Spread < s.Period {
 		spread = s.Spread

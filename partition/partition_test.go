@@ -97,3 +97,15 @@ func TestSpreadLeavesTheEndOfThePeriodFree(t *testing.T) {
 		}
 	}
 }
+
+// A cycle without a period (run by hand) or without buckets has no slots:
+// the leader rewrites its buckets at once, and the caches do not rely on a
+// slot.
+func TestNoSlotsWithoutAPeriod(t *testing.T) {
+	start := time.Date(2020, 7, 30, 17, 9, 0, 0, time.UTC)
+	for _, s := range []Schedule{{Buckets: 60}, {Period: time.Minute}, {Period: -time.Second, Buckets: 4}} {
+		if got := s.Slot(start, 1); !got.IsZero() {
+			t.Errorf("%+v: slot 1 at %v, want none", s, got)
+		}
+	}
+}

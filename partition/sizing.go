@@ -18,7 +18,13 @@ type Costs struct {
 // on a 2-core Xeon, PostgreSQL 15 with make run's settings, 10M users:
 // rolling work 16.8 s, 1.36 GiB of WAL with a checkpoint, a 1.54 GiB
 // table): a starting point for sizing; measure yours with pointsd cycle.
-var MeasuredCosts = Costs{Work: 1680 * time.Nanosecond, WAL: 146, Bytes: 165}
+var MeasuredCosts = Costs{Work: 1680 * time.Nanosecond, WAL: 146, Bytes: UserBytes}
+
+// UserBytes is the table space one user takes, heap and primary key, at
+// fillfactor 45: 1574.3 MiB for 10M users (make bench-scale, see
+// docs/BENCHMARKS-SCALE.md). It stays the same cycle after cycle, since
+// every update is HOT.
+const UserBytes = 165
 
 // Sizing rules.
 const (

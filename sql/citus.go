@@ -32,8 +32,8 @@ import (
 // clusters this was measured on.
 const CitusShards = 8
 
-// ErrCitusHalfSetUp is wrapped by CheckCitus and Migrate when the citus
-// extension is there but the cluster is not usable yet.
+// ErrCitusHalfSetUp is wrapped by Migrate when the citus extension is
+// there but the cluster is not usable yet.
 var ErrCitusHalfSetUp = errors.New("citus is half set up")
 
 // Citus says how the database is distributed.
@@ -109,8 +109,10 @@ func (c Citus) Problem() string {
 // distributeCitus makes users a distributed table and pointsd_draw a
 // distributed function (the per-row draws run on the workers, which must
 // have it), if the database has the citus extension. It runs under the
-// migration lock, after the schema is migrated, and does nothing once done:
-// migrate stays idempotent and safe when replicas run it at once.
+// migration lock, after the schema is migrated. It distributes only what is
+// not distributed yet, so migrate stays idempotent and safe when replicas
+// run it at once. The ALTER DATABASE runs on every migrate: it sets the
+// same value each time.
 func distributeCitus(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	c, err := CitusInfo(ctx, pool)
 	if err != nil || !c.Installed {

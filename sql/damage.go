@@ -216,7 +216,7 @@ func repairStateRow(ctx context.Context, tx pgx.Tx) (string, error) {
 		SELECT (SELECT coalesce(max(cycle), 0) FROM buckets),
 		       coalesce((SELECT seed FROM buckets ORDER BY cycle DESC LIMIT 1), 0),
 		       $1, now()
-		WHERE NOT EXISTS (SELECT FROM cycle_state)`, rand.IntN(101)) //nolint:gosec // G404: a game's floor, not a secret
+		WHERE NOT EXISTS (SELECT FROM cycle_state)`, rand.IntN(MaxPoints+1)) //nolint:gosec // G404: a game's floor, not a secret
 	if err != nil || tag.RowsAffected() == 0 {
 		return "", err
 	}

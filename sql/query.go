@@ -26,10 +26,14 @@ type Answer struct {
 	Schedule
 	Users   []User // at most 2, points strictly above Floor
 	Buckets int
-	// FirstPending is the lowest bucket not yet rewritten in Cycle, -1 if
-	// none is left.
+	// FirstPending is the lowest bucket not yet rewritten in Cycle,
+	// NonePending if none is left.
 	FirstPending int
 }
+
+// NonePending is Answer.FirstPending when every bucket is rewritten in the
+// cycle (the queries' coalesce to -1).
+const NonePending = -1
 
 // QueryAnswer returns up to two users with points strictly above the current
 // floor. One statement, so the users and the floor come from one snapshot.

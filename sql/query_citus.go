@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -19,7 +20,7 @@ var citusSeen atomic.Bool
 // query because users is distributed and cycle_state and buckets are not.
 func isDistributedJoin(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "0A000" && // feature_not_supported
+	return errors.As(err, &pgErr) && pgErr.Code == pgerrcode.FeatureNotSupported &&
 		(pgErr.Message == "direct joins between distributed and local tables are not supported" ||
 			pgErr.Message == "complex joins are only supported when all distributed tables are co-located and joined on their distribution columns")
 }
@@ -106,8 +107,8 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 		return Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	a := Answer{Schedule: st.Schedule, Users: []User{}, Buckets: st.Buckets, FirstPending: st.FirstPending}
-	if a.Floor >= 100 {
-		return a, nil // nothing is above 100: no need to ask the workers
+	if NoneQualify(a.Floor) {
+		return a, nil // nothing is above it: no need to ask the workers
 	}
 	type bucket struct {
 		Index         int

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 )
 
 // IsConnError reports whether err is about reaching the database rather
@@ -41,7 +42,7 @@ func IsConnError(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE) ||
 		pgconn.Timeout(err) || strings.Contains(err.Error(), "conn closed") ||
-		strings.Contains(err.Error(), "closed pool") // shutting down
+		errors.Is(err, puddle.ErrClosedPool) // shutting down
 }
 
 // RetryRead runs read, and once more if it failed on the connection: a

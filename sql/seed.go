@@ -14,8 +14,8 @@ import (
 // progress bar to move, large enough that statement overhead is noise.
 const seedChunk = 50_000
 
-// MaxUsers bounds Seed: a user takes about 130 bytes of table at fillfactor
-// 45, so a billion users is some 130 GB, already past what one PostgreSQL
+// MaxUsers bounds Seed: a user takes partition.UserBytes of table (165), so
+// a billion users is some 165 GB, already past what one PostgreSQL
 // rewrites every minute.
 const MaxUsers = 1_000_000_000
 

@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pointsd/pointsd/partition"
 	"github.com/pointsd/pointsd/sql"
@@ -46,19 +43,60 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	mode := cmp.Or(u.cfg.Mode, Mode(st.ClusterMode))
-	return u.run(ctx, u.newCycle(max(st.Cycle, st.MaxBucketCycle)+1, u.now(), 0, mode), false, false)
+	return u.start(ctx, u.newCycle(nextNumber(st), u.now(), 0, mode))
 }
 
-// run runs cycle c (or resumes it, already started) in the configured mode
-// and accounts for it.
-func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
-	var res Result
-	var err error
-	if Mode(c.Mode) == Strict && !resume {
-		res, err = u.runStrict(ctx, c)
-	} else {
-		res, err = u.runRolling(ctx, c, resume, paced)
+// start runs cycle c in its mode and accounts for it. A cycle with a
+// period is paced on its slots; one without is run back to back.
+func (u *Updater) start(ctx context.Context, c pgsql.Cycle) (Result, error) {
+	if Mode(c.Mode) == Strict {
+		res, err := u.runStrict(ctx, c)
+		return u.account(c, res, err)
 	}
+	res := Result{Cycle: c.Cycle, Mode: Rolling}
+	begun := time.Now()
+	started, err := pgsql.StartCycle(ctx, u.cfg.Pool, c)
+	switch {
+	case err != nil:
+		u.cfg.Metrics.UpdateErrors.Inc()
+		return u.account(c, res, err)
+	case !started:
+		return u.account(c, res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, ErrNotStarted))
+	}
+	u.published(c.Floor)
+	u.committed(0, pgsql.AllBuckets)
+	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
+	if c.Period > 0 {
+		u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
+	}
+	res, err = u.runRolling(ctx, c, res)
+	res.Took = time.Since(begun)
+	return u.account(c, res, u.finished(ctx, c, res, err))
+}
+
+// resume finishes cycle c, already started: it rewrites the buckets not yet
+// rewritten in c, on c's slots if it has a period. A strict cycle whose
+// finish was lost has none left: it is only recorded as finished.
+func (u *Updater) resume(ctx context.Context, c pgsql.Cycle) (Result, error) {
+	res, err := u.runRolling(ctx, c, Result{Cycle: c.Cycle, Mode: Mode(c.Mode)})
+	res.Took = u.now().Sub(c.StartedAt)
+	return u.account(c, res, u.finished(ctx, c, res, err))
+}
+
+// finished records that c ended, unless it ended with err or ctx ended.
+func (u *Updater) finished(ctx context.Context, c pgsql.Cycle, res Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return u.finish(ctx, c, res)
+}
+
+// account accounts for cycle c's run: its metrics, its log line and its
+// event. A cycle with a period is paced: its overrun and capacity count.
+func (u *Updater) account(c pgsql.Cycle, res Result, err error) (Result, error) {
 	if err != nil {
 		u.emit(Event{Kind: EventCycleFailed, Cycle: c.Cycle, Err: err})
 		return res, err
@@ -71,14 +109,15 @@ func (u *Updater) run(ctx context.Context, c pgsql.Cycle, resume, paced bool) (R
 	if res.Mode == Rolling {
 		attrs = append(attrs, slog.Duration("bucket_p50", res.BucketP50), slog.Duration("bucket_max", res.BucketMax))
 	}
+	paced := c.Period > 0
 	// Overran: ended past the next boundary (a late start's lateness
 	// counts).
-	over := u.now().Sub(c.StartedAt.Add(cmp.Or(c.Period, u.cfg.Period)))
+	over := u.now().Sub(c.StartedAt.Add(c.Period))
 	switch {
 	case paced && over > 0:
 		u.cfg.Metrics.CycleOverruns.Inc()
 		next := "the next one starts at once, on the boundary it passed"
-		if over > u.cfg.Period/lateStart {
+		if !startsAtOnce(over, u.cfg.Period) {
 			next = "the next one starts at the next boundary"
 		}
 		u.log.Warn("cycle overran its period; "+next,
@@ -115,49 +154,29 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 		if !errors.Is(err, ErrNotStarted) {
 			u.cfg.Metrics.UpdateErrors.Inc()
 		}
-		if lockBusy(err) {
+		if pgsql.LockBusy(err) {
 			err = fmt.Errorf("%w: %w", errLocked, err)
 		}
 		return res, fmt.Errorf("strict cycle %d: %w", c.Cycle, err)
 	}
 	res.Took = time.Since(start)
 	res.Work = res.Took
-	u.committed(res.Rows, c.Floor, pgsql.AllBuckets)
+	u.published(c.Floor)
+	u.committed(res.Rows, pgsql.AllBuckets)
 	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res)
 }
 
-// runRolling publishes c's floor, unless resuming, then hands the buckets not
-// yet rewritten in c to the workers in slot order, never before their slot
-// when paced.
-func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced bool) (Result, error) {
-	res := Result{Cycle: c.Cycle, Mode: Rolling}
-	if resume {
-		res.Mode = Mode(c.Mode) // a strict cycle whose finish was lost ends here
-	}
-	start := time.Now()
-	if !resume {
-		started, err := pgsql.StartCycle(ctx, u.cfg.Pool, c)
-		if err != nil {
-			u.cfg.Metrics.UpdateErrors.Inc()
-			return res, err
-		}
-		if !started {
-			return res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, ErrNotStarted)
-		}
-		u.committed(0, c.Floor, pgsql.AllBuckets)
-		u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
-		if paced {
-			u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
-		}
-	}
+// runRolling hands the buckets not yet rewritten in c to the workers in
+// slot order, each not before its slot. It fills res with what they did.
+func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, res Result) (Result, error) {
 	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
 	if err != nil {
 		return res, err
 	}
-	// A resumed cycle keeps the slots its first leader published.
-	sched := partition.Schedule{Period: cmp.Or(c.Period, u.cfg.Period), Buckets: len(buckets), Spread: c.Spread}
+	// The slots c was published with: none for a cycle without a period.
+	slots := partition.Schedule{Period: c.Period, Buckets: len(buckets), Spread: c.Spread}
 
 	var (
 		mu     sync.Mutex
@@ -206,14 +225,14 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 			}
 		}
 		todo = u.dispatch(ctx, todo, draw, func(b pgsql.Bucket) time.Time {
-			if !paced || pass > 0 {
-				return time.Time{}
+			if pass > 0 {
+				return time.Time{} // tried again: at once
 			}
-			return sched.Slot(c.StartedAt, b.Index)
+			return slots.Slot(c.StartedAt, b.Index)
 		})
 	}
 
-	res.Rows, res.Buckets, res.Took = rowsOK, len(times), time.Since(start)
+	res.Rows, res.Buckets = rowsOK, len(times)
 	for _, d := range times {
 		res.Work += d
 	}
@@ -221,155 +240,19 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, resume, paced b
 		slices.Sort(times)
 		res.BucketP50, res.BucketMax = times[len(times)/2], times[len(times)-1]
 	}
-	if resume {
-		res.Took = u.now().Sub(c.StartedAt)
-	}
 	if err := errors.Join(errs...); err != nil {
 		return res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, err)
 	}
-	if err := ctx.Err(); err != nil {
-		return res, err
-	}
-	return res, u.finish(ctx, c, res)
+	return res, nil
 }
 
-// lockRetryPause is how long a cycle waits before it tries its locked
-// buckets again.
-const lockRetryPause = 500 * time.Millisecond
+// published accounts for a cycle's floor, just committed.
+func (u *Updater) published(floor int) { u.cfg.Metrics.Floor.Set(float64(floor)) }
 
-// errLocked marks a failure to get a lock in time (lock_timeout): the lock
-// is another session's, and the work is tried again later.
-var errLocked = errors.New("lock held by another session")
-
-// dispatch hands buckets to the workers, each not before its slot (zero:
-// at once), and returns those draw asked to try again.
-func (u *Updater) dispatch(ctx context.Context, buckets []pgsql.Bucket, draw func(pgsql.Bucket) bool, slot func(pgsql.Bucket) time.Time) []pgsql.Bucket {
-	jobs := make(chan pgsql.Bucket)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var again []pgsql.Bucket
-	for range u.cfg.Workers {
-		wg.Go(func() {
-			for b := range jobs {
-				if draw(b) {
-					mu.Lock()
-					again = append(again, b)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-dispatch:
-	for _, b := range buckets {
-		if at := slot(b); !at.IsZero() && !sleep(ctx, at.Sub(u.now())) {
-			break
-		}
-		select {
-		case jobs <- b:
-		case <-ctx.Done():
-			break dispatch
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	slices.SortFunc(again, func(a, b pgsql.Bucket) int { return a.Index - b.Index })
-	return again
-}
-
-func indexes(buckets []pgsql.Bucket) []int {
-	ix := make([]int, len(buckets))
-	for i, b := range buckets {
-		ix[i] = b.Index
-	}
-	return ix
-}
-
-// drawBucket rewrites one bucket in its own transaction, retried with backoff
-// for at most a period, and returns its rows and its successful
-// transaction's time (0 if another updater had rewritten it already). A
-// transaction in flight when ctx ends is given drainTimeout to commit or
-// roll back; each attempt has a deadline. A lock it cannot get in time is
-// errLocked at once, for the cycle to try the bucket again later.
-func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket) (int64, time.Duration, error) {
-	type out struct {
-		rows int64
-		took time.Duration
-	}
-	attempt := func() (out, error) {
-		dctx, cancel := detach(ctx, drainTimeout)
-		defer cancel()
-		tctx, cancelAttempt := context.WithTimeout(dctx, attemptTimeout(u.cfg.Period))
-		defer cancelAttempt()
-		var o out
-		var claimed bool
-		start := time.Now()
-		err := pgx.BeginFunc(tctx, u.cfg.Pool, func(tx pgx.Tx) error {
-			var err error
-			o.rows, claimed, err = pgsql.DrawBucket(tctx, tx, b, c)
-			return err
-		})
-		if err != nil {
-			u.cfg.Metrics.UpdateErrors.Inc()
-			if lockBusy(err) {
-				return o, backoff.Permanent(fmt.Errorf("%w: %w", errLocked, err))
-			}
-			if permanent(err) {
-				return o, backoff.Permanent(err)
-			}
-			return o, err
-		}
-		if claimed {
-			o.took = time.Since(start)
-			u.cfg.Metrics.BucketDuration.Observe(o.took.Seconds())
-			u.committed(o.rows, -1, b.Index)
-			u.emit(Event{Kind: EventBucket, Cycle: c.Cycle, Bucket: b.Index})
-		}
-		return o, nil
-	}
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval, bo.MaxInterval = 100*time.Millisecond, 5*time.Second
-	o, err := backoff.Retry(ctx, attempt,
-		backoff.WithBackOff(bo),
-		backoff.WithMaxElapsedTime(u.cfg.Period),
-		backoff.WithNotify(func(err error, next time.Duration) {
-			u.log.Warn("bucket failed; retrying", slog.Int64("cycle", c.Cycle),
-				slog.Int("bucket", b.Index), slog.Duration("in", next), slog.Any("err", err))
-		}))
-	if err != nil {
-		return 0, 0, fmt.Errorf("bucket %d: %w", b.Index, err)
-	}
-	return o.rows, o.took, nil
-}
-
-// attemptTimeout bounds one bucket transaction: a period, at least 10 s
-// (a bucket takes ~30 ms at 1M users, ~1.6 s at its slowest at 10M).
-func attemptTimeout(period time.Duration) time.Duration { return max(period, 10*time.Second) }
-
-// lockBusy reports whether err is a lock wait that ran out (lock_timeout).
-func lockBusy(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
-}
-
-// permanent reports whether err will recur however often the bucket is
-// retried: the role may not write (42501, 25006) or the schema is not what
-// the statement expects (the rest of class 42). Retrying those for a whole
-// period would only delay the report. A deposed leader must stop at once.
-func permanent(err error) bool {
-	if errors.Is(err, pgsql.ErrDeposed) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "42") || pgErr.Code == "25006")
-}
-
-// committed accounts for a commit: rows rewritten, the floor if published
-// (floor < 0: unchanged), and tells OnCommit which bucket changed.
-func (u *Updater) committed(rows int64, floor, bucket int) {
+// committed accounts for a commit: rows rewritten, and tells OnCommit
+// which bucket changed (pgsql.AllBuckets when a cycle started).
+func (u *Updater) committed(rows int64, bucket int) {
 	u.cfg.Metrics.RowsUpdated.Add(float64(rows))
-	if floor >= 0 {
-		u.cfg.Metrics.Floor.Set(float64(floor))
-	}
 	if u.onCommit != nil {
 		u.onCommit(bucket)
 	}

@@ -2,4 +2,9 @@
 // per period: the cycle loop, the rolling and strict modes, the workers and
 // the leader election among replicas. It owns no SQL (that is package sql)
 // and no HTTP.
+//
+// The leader's choices are pure functions, tested row by row with no
+// database: decide says what to do next from the published state and the
+// clock, and judge and after say what to do once a step has ended. The loop
+// in lead.go only reads, waits and writes what they return.
 package updater

@@ -1,8 +1,7 @@
 package updater
 
-// Event is something the updater did, told to Config.OnEvent as it
-// happens: tests wait on these instead of polling the database, and other
-// watchers may use them too.
+// Event is something the updater did, told to Config.TestHook as it
+// happens: tests wait on these instead of polling the database.
 type Event struct {
 	Kind   EventKind
 	Cycle  int64  // the cycle, for the cycle and bucket events
@@ -40,9 +39,5 @@ const (
 	EventEvicted
 )
 
-// emit tells Config.OnEvent, if set, of e.
-func (u *Updater) emit(e Event) {
-	if u.cfg.OnEvent != nil {
-		u.cfg.OnEvent(e)
-	}
-}
+// emit tells Config.TestHook, if set, of e.
+func (u *Updater) emit(e Event) { u.cfg.TestHook.Emit(e) }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
+	"github.com/pointsd/pointsd/internal/testhook"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
@@ -38,7 +39,7 @@ func newUpdater(t *testing.T, pool *pgxpool.Pool, cfg updater.Config) (*updater.
 		cfg.LeaseTimeout = 5 * time.Second
 	}
 	r := &recorder{changed: make(chan struct{})}
-	cfg.OnEvent = r.record
+	cfg.TestHook = testhook.New(r.record)
 	u, err := updater.New(cfg)
 	if err != nil {
 		t.Fatal(err)

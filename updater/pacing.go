@@ -2,6 +2,7 @@ package updater
 
 import (
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/pointsd/pointsd/sql"
@@ -19,30 +20,35 @@ const (
 	// the last bucket, and one it may queue behind when every worker is
 	// busy.
 	reserveBuckets = 2
-	// The reserve is at least period/minReserve, at most period/maxReserve:
-	// a cycle whose buckets need more than that has too few partitions or
-	// workers, and is told so (see capacity).
-	minReserve = 50
-	maxReserve = 4
-	// reserveSteps: the reserve moves in steps of period/reserveSteps, so
-	// that the slots stay where they were while the bucket times only
-	// jitter (a bucket is then rewritten one period after its last rewrite).
-	reserveSteps = 100
+	// The reserve is at least minReserve of the period, at most
+	// maxReserve: a cycle whose buckets need more than that has too few
+	// partitions or workers, and is told so (see capacity).
+	minReserve = 0.02
+	maxReserve = 0.25
+	// reserveStep: the reserve moves in steps of this part of the period,
+	// so that the slots stay where they were while the bucket times only
+	// jitter (a bucket is then rewritten one period after its last
+	// rewrite).
+	reserveStep = 0.01
 	// unknownReserve is the reserve, as a part of the period, before any
 	// rolling cycle was timed.
-	unknownReserve = 10
+	unknownReserve = 0.1
 )
 
-// spread is how much of the period the slots of a new rolling cycle take,
-// given the slowest bucket of the last rolling cycle (0: unknown).
-func (u *Updater) spread(lastBucketMax time.Duration) time.Duration {
-	p := u.cfg.Period
+// part is the share f of the period p.
+func part(p time.Duration, f float64) time.Duration {
+	return time.Duration(math.Round(float64(p) * f))
+}
+
+// spreadFor is how much of the period p the slots of a new rolling cycle
+// take, given the slowest bucket of the last rolling cycle (0: unknown).
+func spreadFor(p, lastBucketMax time.Duration) time.Duration {
 	reserve := reserveBuckets * lastBucketMax
 	if lastBucketMax <= 0 {
-		reserve = p / unknownReserve
+		reserve = part(p, unknownReserve)
 	}
-	reserve = min(max(reserve, p/minReserve), p/maxReserve)
-	if step := p / reserveSteps; step > 0 {
+	reserve = min(max(reserve, part(p, minReserve)), part(p, maxReserve))
+	if step := part(p, reserveStep); step > 0 {
 		reserve = (reserve + step - 1) / step * step
 	}
 	return p - reserve
@@ -70,7 +76,7 @@ func (u *Updater) capacity(res Result, spread time.Duration, attrs []any) {
 	}
 	busy := res.Work.Seconds() / (float64(u.cfg.Workers) * spread.Seconds())
 	switch {
-	case res.BucketMax*reserveBuckets > u.cfg.Period/maxReserve:
+	case res.BucketMax*reserveBuckets > part(u.cfg.Period, maxReserve):
 		u.log.Warn("rolling buckets are too large for the period: a cycle may overrun; more partitions (set when the users table is created: pointsd migrate -partitions N on a new database; see pointsd size) or a longer period",
 			append(attrs, slog.Duration("bucket_max", res.BucketMax), slog.Duration("period", u.cfg.Period))...)
 	case busy > busyWarn:

@@ -11,67 +11,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/sql"
-)
-
-// Defaults for Config.
-const (
-	DefaultPeriod     = time.Minute
-	DefaultWorkers    = 2
-	DefaultSlowCycle  = 10 * time.Second
-	DefaultLeaderPoll = 2 * time.Second
 )
 
 // drainTimeout is how long an in-flight bucket transaction may go on after
 // shutdown or loss of leadership before it is cancelled (and rolled back):
 // the process exits within 5 s of SIGTERM.
 const drainTimeout = 4 * time.Second
-
-// Config configures an Updater. Zero values take the defaults above.
-type Config struct {
-	// Pool is the updater's own pool, apart from the one serving queries so
-	// that neither can starve the other: Workers+2 connections (the
-	// workers, the leader's own reads and writes, the clock's syncs).
-	Pool    *pgxpool.Pool
-	Metrics *metrics.Metrics
-	Logger  *slog.Logger
-
-	// Instance names this process's sessions (see pgsql.SessionName):
-	// an evicting follower ends exactly the sessions of the stale
-	// leader's instance. Random by default; the pool's sessions should be
-	// named with it too (cmd/pointsd does).
-	Instance string
-
-	// Mode, when set, is set as the cluster's mode when Run starts (an
-	// explicit serve -mode: whoever sets it last wins), and is the mode of
-	// RunCycle. When empty, both follow the cluster's mode, which the
-	// leader reads at every boundary.
-	Mode       Mode
-	Period     time.Duration
-	Workers    int
-	SlowCycle  time.Duration // a cycle slower than this logs a warning
-	LeaderPoll time.Duration // how often followers try to lead, and the leader renews its lease
-	// LeaseTimeout is how old the leader's lease may get before a follower
-	// evicts it; 3 leader polls by default, at least 2.
-	LeaseTimeout time.Duration
-
-	// OnEvent, if set, is told of what the updater does as it happens
-	// (see Event), from the updater's goroutines: it must not block.
-	OnEvent func(Event)
-
-	// Clock is the database's clock (see pgsql.Clock): the leader
-	// publishes its schedule and sleeps to it on the database's time, which
-	// every replica's cache reads it on, so that no replica's clock skew
-	// makes an answer outlive its truth. Nil: this process's clock.
-	Clock *pgsql.Clock
-
-	// Rand draws floors and seeds. Tests inject a seeded one to predict
-	// every value; by default it is seeded at random.
-	Rand *rand.Rand
-}
 
 // Updater runs cycles: when asked (RunCycle) or, as the leader among the
 // replicas sharing a database, on every period's boundary (Run).
@@ -114,15 +60,8 @@ func New(cfg Config) (*Updater, error) {
 	cfg.LeaderPoll = cmp.Or(cfg.LeaderPoll, DefaultLeaderPoll)
 	cfg.LeaseTimeout = cmp.Or(cfg.LeaseTimeout, 3*cfg.LeaderPoll)
 	cfg.Instance = cmp.Or(cfg.Instance, NewInstance())
-	switch {
-	case cfg.Period < 100*time.Millisecond:
-		return nil, fmt.Errorf("updater: period must be at least 100ms, got %v", cfg.Period)
-	case cfg.Workers < 1 || cfg.Workers > 64:
-		return nil, fmt.Errorf("updater: workers must be between 1 and 64, got %d", cfg.Workers)
-	case cfg.SlowCycle < 0 || cfg.LeaderPoll < 0:
-		return nil, errors.New("updater: durations must not be negative")
-	case cfg.LeaseTimeout < 2*cfg.LeaderPoll:
-		return nil, fmt.Errorf("updater: the lease timeout (%v) must be at least two leader polls (%v)", cfg.LeaseTimeout, 2*cfg.LeaderPoll)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("updater: %w", err)
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // G404: points and floors are a game's draws, not secrets
@@ -242,18 +181,12 @@ func (u *Updater) Run(ctx context.Context) {
 // replica that cannot do the work must not keep the lock from one that can.
 const maxFailedCycles = 3
 
-// lateStart is how late in its period a cycle may still start: a leader
-// that took over (or came back) just after a boundary, or whose last cycle
-// overran it by a little, starts that period's cycle at once, on the
-// boundary's slots, rather than leaving a whole period without one.
-const lateStart = 2 // a cycle may start up to period/lateStart late
-
 // newCycle draws the floor and seed of cycle number n. A paced cycle
 // publishes the period it is paced on, and the spread of its slots.
 func (u *Updater) newCycle(n int64, start time.Time, spread time.Duration, mode Mode) pgsql.Cycle {
 	c := pgsql.Cycle{
-		Schedule: pgsql.Schedule{Cycle: n, Floor: u.cfg.Rand.IntN(101), StartedAt: start}, // a floor in 0..100 inclusive
-		Seed:     int64(u.cfg.Rand.Uint64()),                                              //nolint:gosec // G115: 64 random bits, reinterpreted
+		Schedule: pgsql.Schedule{Cycle: n, Floor: pgsql.DrawFloor(u.cfg.Rand), StartedAt: start},
+		Seed:     int64(u.cfg.Rand.Uint64()), //nolint:gosec // G115: 64 random bits, reinterpreted
 		Mode:     string(mode),
 	}
 	if spread > 0 {

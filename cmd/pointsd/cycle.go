@@ -16,18 +16,19 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("cycle", "[-mode strict|rolling] [-workers W]",
 		"Runs one update cycle now (rolling: the buckets back to back, no pacing), prints its duration, exits.\n"+
 			"Refuses to run while a pointsd serve leads: its cycles already run.")
-	mode := updater.Rolling
-	fs.TextVar(&mode, "mode", updater.Rolling, "update mode: rolling (one transaction per bucket) or strict (one transaction);\nwhen not given, the cluster's mode (see pointsd mode)")
-	workers := fs.Int("workers", updater.DefaultWorkers, "rolling: buckets updated at once, 1..64")
+	var mode updater.Mode // none: the cluster's mode
+	fs.TextVar(&mode, "mode", mode, "update mode: rolling (one transaction per bucket) or strict (one transaction);\nwhen not given, the cluster's mode (see pointsd mode)")
+	workers := fs.Int("workers", updater.DefaultWorkers, fmt.Sprintf("rolling: buckets updated at once, 1..%d", updater.MaxWorkers))
 	level := addLogLevel(fs)
 	wait := addWait(fs)
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
-	if *workers < 1 || *workers > 64 {
-		return usageError{fmt.Sprintf("pointsd cycle: -workers must be between 1 and 64, got %d", *workers)}
+	if err := updater.ValidateWorkers(*workers); err != nil {
+		return usageError{"pointsd cycle: -workers " + err.Error()}
 	}
-	pool, err := connect(ctx, getenv, int32(*workers+2), session{name: "pointsd-cycle", direct: true, limits: updater.SessionLimits(updater.DefaultPeriod)}, *wait)
+	conns := int32(*workers + 2) //nolint:gosec // G115: ValidateWorkers keeps it to 1..MaxWorkers
+	pool, err := connect(ctx, getenv, conns, session{name: "pointsd-cycle", direct: true, limits: updater.SessionLimits(updater.DefaultPeriod)}, *wait)
 	if err != nil {
 		return err
 	}
@@ -50,9 +51,6 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 		return errors.New("a pointsd serve is leading and runs the cycles: stop it to run one by hand")
 	}
 
-	if !isSet(fs, "mode") {
-		mode = "" // the cluster's
-	}
 	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Logger: newLogger(stderr, level.Level),
 		Mode: mode, Workers: *workers})
 	if err != nil {

@@ -21,11 +21,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("serve", "[flags]",
 		"Migrates the schema, serves HTTP and, when leader among replicas, runs the updater.")
 	addr := fs.String("addr", "127.0.0.1:4000", "HTTP listen address")
-	mode := updater.Rolling
-	fs.TextVar(&mode, "mode", updater.Rolling, "set the cluster's update mode at startup: rolling (one transaction per bucket, spread across the period)\n"+
+	var mode updater.Mode // none: the cluster's stored mode stands
+	fs.TextVar(&mode, "mode", mode, "set the cluster's update mode at startup: rolling (one transaction per bucket, spread across the period)\n"+
 		"or strict (one transaction); when not given, the mode stored in the database stands (see pointsd mode)")
-	period := fs.Duration("period", updater.DefaultPeriod, "time between cycle starts (cycles start on wall-clock multiples of it), at least 100ms")
-	workers := fs.Int("workers", updater.DefaultWorkers, "buckets updated at once, 1..64")
+	period := fs.Duration("period", updater.DefaultPeriod, fmt.Sprintf("time between cycle starts (cycles start on wall-clock multiples of it), at least %v", updater.MinPeriod))
+	workers := fs.Int("workers", updater.DefaultWorkers, fmt.Sprintf("buckets updated at once, 1..%d", updater.MaxWorkers))
 	slow := fs.Duration("slow-cycle", updater.DefaultSlowCycle, "log a warning for cycles whose work takes longer than this")
 	useCache := fs.Bool("cache", true, "answer GET / from memory while the answer is known to hold; -cache=false reads the database per request")
 	maxAge := fs.Duration("cache-max-age", time.Second, "a cached answer older than this is read again (in the background while the schedule says it holds)")
@@ -40,11 +40,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if _, _, err := net.SplitHostPort(*addr); err != nil {
 		return usageError{fmt.Sprintf("pointsd serve: invalid -addr %q: %v", *addr, err)}
 	}
-	if *period < 100*time.Millisecond {
-		return usageError{fmt.Sprintf("pointsd serve: -period must be at least 100ms, got %v", *period)}
+	if err := updater.ValidatePeriod(*period); err != nil {
+		return usageError{"pointsd serve: -period " + err.Error()}
 	}
-	if *workers < 1 || *workers > 64 {
-		return usageError{fmt.Sprintf("pointsd serve: -workers must be between 1 and 64, got %d", *workers)}
+	if err := updater.ValidateWorkers(*workers); err != nil {
+		return usageError{"pointsd serve: -workers " + err.Error()}
 	}
 	if *slow <= 0 {
 		return usageError{fmt.Sprintf("pointsd serve: -slow-cycle must be positive, got %v", *slow)}
@@ -81,7 +81,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer pool.Close()
 	// The updater has its own connections, so that queries and updates
 	// cannot starve each other: direct, and bounded for its work.
-	upool, err := openPool(getenv, int32(*workers+2), session{name: pgsql.SessionName(pgsql.UpdaterSession, instance),
+	upool, err := openPool(getenv, int32(*workers+2), session{ //nolint:gosec // G115: ValidateWorkers keeps it to 1..MaxWorkersname: pgsql.SessionName(pgsql.UpdaterSession, instance),
 		direct: true, limits: updater.SessionLimits(*period)})
 	if err != nil {
 		return err
@@ -93,9 +93,6 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := errors.Join(m.RegisterPool("query", pool), m.RegisterPool("updater", upool),
 		m.RegisterHorizon(pool), m.RegisterBuildInfo(b.Version, b.Revision, b.GoVersion)); err != nil {
 		return err
-	}
-	if !isSet(fs, "mode") {
-		mode = "" // the cluster's stored mode stands
 	}
 	// dbClock is the process's one measure of the database's clock (run
 	// in the background by serveUntilDone): the leader publishes and

@@ -10,6 +10,7 @@ import (
 	"github.com/pointsd/pointsd/internal/host"
 	"github.com/pointsd/pointsd/partition"
 	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/updater"
 )
 
 func runSize(args []string, getenv func(string) string, stdout io.Writer) error {
@@ -26,11 +27,12 @@ func runSize(args []string, getenv func(string) string, stdout io.Writer) error 
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
 		return err
 	}
+	periodErr := updater.ValidatePeriod(*period)
 	switch {
 	case *users < 1:
 		return usageError{"pointsd size: -users must be at least 1 (see pointsd size -h)"}
-	case *period < 100*time.Millisecond:
-		return usageError{fmt.Sprintf("pointsd size: -period must be at least 100ms, got %v", *period)}
+	case periodErr != nil:
+		return usageError{"pointsd size: -period " + periodErr.Error()}
 	case *memGiB <= 0 && !isSet(fs, "db-memory-gib"):
 		return usageError{"pointsd size: this machine's memory is unknown (no /proc/meminfo): give -db-memory-gib"}
 	case *cores < 1 || *memGiB <= 0 || *work <= 0 || *wal <= 0:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
+	"github.com/pointsd/pointsd/internal/testhook"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/sql"
 	"github.com/pointsd/pointsd/updater"
@@ -58,7 +59,7 @@ func newUpdater(t *testing.T, url string, cfg updater.Config) (*updater.Updater,
 	t.Helper()
 	pool := pgtest.Pool(t, url)
 	r := &events{changed: make(chan struct{})}
-	cfg.Pool, cfg.Metrics, cfg.Logger, cfg.OnEvent = pool, metrics.New(), quiet, r.record
+	cfg.Pool, cfg.Metrics, cfg.Logger, cfg.TestHook = pool, metrics.New(), quiet, testhook.New(r.record)
 	if cfg.LeaderPoll == 0 {
 		cfg.LeaderPoll = 100 * time.Millisecond
 	}
