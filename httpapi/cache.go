@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/partition"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // The margins of the reuse window (see cache and reuse).

@@ -11,7 +11,7 @@ import (
 
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // Damage done by hand makes /readyz 503 with the reason and counts it,

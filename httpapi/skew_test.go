@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 func TestReuseRule(t *testing.T) {

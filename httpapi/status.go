@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // healthz says the process is alive; it touches nothing else.

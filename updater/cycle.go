@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pointsd/pointsd/partition"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // ErrNotStarted is returned when another updater started the cycle first.

@@ -4,7 +4,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/partition"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // rule names the rule a leader's decision follows. decide picks exactly

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // Each row is one rule of the leader's, with the state it reads and the

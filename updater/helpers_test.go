@@ -15,7 +15,7 @@ import (
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/internal/testhook"
 	"github.com/pointsd/pointsd/metrics"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
 )
 

@@ -3,7 +3,7 @@ package updater
 import (
 	"errors"
 
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // outcome names how a leader's step ended, as judge reads its error. after

@@ -5,7 +5,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // Pacing: a rolling cycle's slots are spread over the period less a

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // drainTimeout is how long an in-flight bucket transaction may go on after

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pointsd/pointsd/httpapi"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/metrics"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
 )
 

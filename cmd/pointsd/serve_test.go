@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // serve started before its database stays up: /healthz 200, /readyz and

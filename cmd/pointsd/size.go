@@ -9,7 +9,7 @@ import (
 
 	"github.com/pointsd/pointsd/internal/host"
 	"github.com/pointsd/pointsd/partition"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
 )
 

@@ -26,7 +26,7 @@ import (
 
 	"github.com/pointsd/pointsd/internal/localcitus"
 	"github.com/pointsd/pointsd/internal/pgtest"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // Workers is the number of worker nodes of the test cluster.

@@ -24,7 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/pointsd/pointsd/internal/localpg"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 var (

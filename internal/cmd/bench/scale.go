@@ -19,7 +19,7 @@ import (
 
 	"github.com/pointsd/pointsd/internal/localpg"
 	"github.com/pointsd/pointsd/metrics"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
 )
 

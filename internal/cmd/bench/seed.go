@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // benchSeed times pointsd's seed beside a plain INSERT … SELECT

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pointsd/pointsd/internal/pgtest"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 func TestSeedIsIdempotentAndFillsTheRest(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/puddle/v2"
 
 	"github.com/pointsd/pointsd/internal/pgtest"
-	"github.com/pointsd/pointsd/sql"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // The SQLSTATE classes pointsd acts on are told apart from the server's

@@ -1,4 +1,4 @@
-// Package pgsql, in the folder sql/, owns pointsd's schema and every SQL
+// Package pgsql owns pointsd's schema and every SQL
 // statement it runs: the embedded, versioned migrations and one function per
 // statement, each taking a DBTX so the caller decides the transaction. It is
 // not named sql so that it sits beside database/sql without an alias.
