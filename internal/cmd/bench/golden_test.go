@@ -52,6 +52,8 @@ func testReport() (*report, config) {
 			{name: "static Go handler", rps: 20000, p99: 8 * time.Millisecond},
 			{name: "pgbench, the query's SQL", rps: 17000, p99: 2 * time.Millisecond},
 			{name: "pointsd GET /, first period", rps: 9000, p99: 30 * time.Millisecond},
+			{name: "pointsd GET /, a follower (-query-time cluster, the default)", rps: 19000, p99: 9 * time.Millisecond, publishes: 9.9},
+			{name: "pointsd GET /, a follower (-query-time replica)", rps: 19400, p99: 9 * time.Millisecond},
 		},
 		peakRSS: 48 << 20,
 	}

@@ -84,6 +84,7 @@ type benchPage struct {
 	Modes                              []string // the spread's, in the per-second table
 	PerSecond                          [][]string
 	Publishes, PublishesMetric         string // the query-time exchange's writes per second, and its metric
+	ClusterCost                        string // a follower with the cluster's time against one per replica
 	SeedPlain, SeedPointsd, PeakRSS    string
 	Paced, Citus                       string // sections copied from other reports
 }
@@ -166,6 +167,11 @@ func (r *report) markdown(c config, m benchMachine, paced, citus string) (string
 		page.Throughput = append(page.Throughput, []string{t.name, fmt.Sprintf("%.0f", t.rps), ms(t.p99), fmt.Sprintf("%.0f%%", 100*t.rps/static.rps)})
 	}
 	page.Publishes, page.PublishesMetric = fmt.Sprintf("%.1f", pd.publishes), publishesMetric
+	if len(r.throughput) >= 6 {
+		cl, rep := r.throughput[4], r.throughput[5]
+		page.ClusterCost = fmt.Sprintf("%.0f%% (%.0f vs %.0f req/s, p99 %s vs %s; %.1f writes/s)",
+			100*cl.rps/rep.rps, cl.rps, rep.rps, ms(cl.p99), ms(rep.p99), cl.publishes)
+	}
 
 	var b strings.Builder
 	if err := reportTemplate.Execute(&b, page); err != nil {

@@ -366,10 +366,11 @@ func pacedScale(ctx context.Context, c config, n int64) (*pacedRun, error) {
 	}
 	defer st.stop()
 	// GET / during rolling cycles, beside the static handler, in turns.
-	static, pointsd, err := inTurns(ctx, st, "static", pd, "pointsd")
+	runs, err := inTurns(ctx, []server{{"static", st, false}, {"pointsd", pd, true}})
 	if err != nil {
 		return nil, err
 	}
+	static, pointsd := runs[0], runs[1]
 	// Four whole cycles after the first started.
 	const want = 4
 	deadline := first.Add((want+2)*period + 30*time.Second)

@@ -56,7 +56,25 @@ func benchThroughput(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	defer st.stop()
-	static, pointsd, err := inTurns(ctx, st, "static Go handler (HTTP ceiling)", pd, "pointsd GET / (the cluster's previous-query time)")
+	// The cost of the cluster's previous-query time, side by side: two
+	// followers (no cycles of their own), one publishing its query times
+	// and one keeping them to itself.
+	cluster, err := startServer(ctx, c, c.pointsd, []string{"serve", "-period", c.period.String()}, "/readyz")
+	if err != nil {
+		return err
+	}
+	defer cluster.stop()
+	replica, err := startServer(ctx, c, c.pointsd, []string{"serve", "-period", c.period.String(), "-query-time", "replica"}, "/readyz")
+	if err != nil {
+		return err
+	}
+	defer replica.stop()
+	runs, err := inTurns(ctx, []server{
+		{"static Go handler (HTTP ceiling)", st, false},
+		{"pointsd GET / (the cluster's previous-query time)", pd, true},
+		{followerCluster, cluster, true},
+		{followerReplica, replica, true},
+	})
 	if err != nil {
 		return err
 	}
@@ -68,8 +86,22 @@ func benchThroughput(ctx context.Context, c config, r *report) error {
 		return err
 	}
 	log.Printf("  %s: %.0f queries/s, p99 %v", pg.name, pg.rps, pg.p99)
-	r.throughput = append(r.throughput, pointsd, static, pg, fresh)
+	r.throughput = append(r.throughput, runs[1], runs[0], pg, fresh, runs[2], runs[3])
 	return nil
+}
+
+// The followers' rows: the cost of the cluster's previous-query time.
+const (
+	followerCluster = "pointsd GET /, a follower (-query-time cluster, the default)"
+	followerReplica = "pointsd GET /, a follower (-query-time replica)"
+)
+
+// server is one HTTP server wrk measures; pointsd says it counts its
+// writes to the query-time exchange.
+type server struct {
+	name    string
+	p       *proc
+	pointsd bool
 }
 
 // staticBeside starts the static handler returning the bytes pd answers
@@ -84,39 +116,41 @@ func staticBeside(ctx context.Context, c config, pd *proc) (*proc, error) {
 	return startServer(ctx, c, c.static, []string{"-body", string(body)}, "/")
 }
 
-// inTurns runs wrk on GET / of the static handler and of pointsd in turns,
-// twice each, and returns each one's mean, with pointsd's writes to the
-// query-time exchange per second.
-func inTurns(ctx context.Context, st *proc, staticName string, pd *proc, pointsdName string) (static, pointsd throughputRun, err error) {
-	runs := map[*proc][]throughputRun{}
+// inTurns runs wrk on GET / of each server in turns, twice each, and
+// returns each one's mean, with pointsd's writes to the query-time
+// exchange per second.
+func inTurns(ctx context.Context, servers []server) ([]throughputRun, error) {
+	runs := make([][]throughputRun, len(servers))
 	for range 2 {
-		for _, s := range []struct {
-			name string
-			p    *proc
-		}{{staticName, st}, {pointsdName, pd}} {
+		for i, s := range servers {
 			var before float64
+			var err error
 			began := time.Now()
-			if s.p == pd {
-				if before, err = pd.counter(ctx, publishesMetric); err != nil {
-					return static, pointsd, err
+			if s.pointsd {
+				if before, err = s.p.counter(ctx, publishesMetric); err != nil {
+					return nil, err
 				}
 			}
 			t, err := wrk(ctx, s.name, s.p.url("/"))
 			if err != nil {
-				return static, pointsd, err
+				return nil, err
 			}
-			if s.p == pd {
-				after, err := pd.counter(ctx, publishesMetric)
+			if s.pointsd {
+				after, err := s.p.counter(ctx, publishesMetric)
 				if err != nil {
-					return static, pointsd, err
+					return nil, err
 				}
 				t.publishes = (after - before) / time.Since(began).Seconds()
 			}
 			log.Printf("  %s: %.0f req/s, p99 %v, %.1f query-time writes/s", s.name, t.rps, t.p99, t.publishes)
-			runs[s.p] = append(runs[s.p], t)
+			runs[i] = append(runs[i], t)
 		}
 	}
-	return mean(runs[st]), mean(runs[pd]), nil
+	out := make([]throughputRun, len(servers))
+	for i := range runs {
+		out[i] = mean(runs[i])
+	}
+	return out, nil
 }
 
 // firstPeriodName names the measurement of the first period after start.
