@@ -48,8 +48,8 @@ type beginner interface {
 // transaction, see docs/CITUS.md). Points are a pure function of the seed
 // the user's bucket records, so the workers are sent the bucket's cycle
 // and seed as the snapshot has them and only answer users whose points
-// are that draw: a user caught on the other side of a commit is passed
-// over like one below the floor. An answer therefore never pairs a user's
+// are that draw (pointsd_bucket_draw): a user caught on the other side of
+// a commit is passed over like one below the floor. An answer therefore never pairs a user's
 // points with a floor or a bucket cycle they do not belong to.
 func queryCitus(ctx context.Context, db DBTX) (Answer, error) {
 	b, ok := db.(beginner)
@@ -122,7 +122,7 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 	for _, b := range buckets {
 		rows, err := tx.Query(ctx, `
 			SELECT id, points FROM `+pgx.Identifier{b.Schema, b.Table}.Sanitize()+`
-			WHERE points > $1 AND points = CASE WHEN $2::bigint = 0 THEN 0 ELSE pointsd_draw(id, $3) END
+			WHERE points > $1 AND points = pointsd_bucket_draw(id, $2, $3)
 			LIMIT $4`, a.Floor, b.Cycle, b.Seed, 2-len(a.Users))
 		if err != nil {
 			return Answer{}, fmt.Errorf("query users: %w", err)

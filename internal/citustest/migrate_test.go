@@ -17,9 +17,9 @@ import (
 func TestMain(m *testing.M) { citustest.Main(m) }
 
 // Migrate on a Citus coordinator distributes users (and every partition,
-// colocated) by id over the workers, distributes pointsd_draw, and keeps
-// the state on the coordinator, where the leader lock and notifications
-// live.
+// colocated) by id over the workers, distributes pointsd_draw and
+// pointsd_bucket_draw, and keeps the state on the coordinator, where the
+// leader lock and notifications live.
 func TestMigrateDistributesUsers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -32,7 +32,8 @@ func TestMigrateDistributesUsers(t *testing.T) {
 		SELECT count(*), count(DISTINCT colocationid),
 		       (SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'users_p0'::regclass),
 		       (SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'users_p0'::regclass),
-		       EXISTS (SELECT FROM pg_dist_object WHERE objid = 'pointsd_draw(bigint,bigint)'::regprocedure),
+		       EXISTS (SELECT FROM pg_dist_object WHERE objid = 'pointsd_draw(bigint,bigint)'::regprocedure)
+		       AND EXISTS (SELECT FROM pg_dist_object WHERE objid = 'pointsd_bucket_draw(bigint,bigint,bigint)'::regprocedure),
 		       NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid IN ('buckets'::regclass, 'cycle_state'::regclass))
 		FROM pg_dist_partition WHERE logicalrelid::text LIKE 'users%' AND partmethod = 'h'`).
 		Scan(&tables, &colocations, &shards, &workersWithShards, &drawDistributed, &stateLocal)
@@ -46,7 +47,7 @@ func TestMigrateDistributesUsers(t *testing.T) {
 		t.Errorf("a partition has %d shards on %d workers, want %d on %d", shards, workersWithShards, pgsql.CitusShards, citustest.Workers)
 	}
 	if !drawDistributed {
-		t.Error("pointsd_draw is not a distributed function: the workers could not run the draws")
+		t.Error("pointsd_draw or pointsd_bucket_draw is not a distributed function: the workers could not run the draws")
 	}
 	if !stateLocal {
 		t.Error("buckets or cycle_state is distributed; they belong on the coordinator")
