@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pointsd/pointsd/partition"
 	"github.com/pointsd/pointsd/pgsql"
 )
@@ -72,8 +74,8 @@ type cache struct {
 	reset   func() // drops the pool's connections before a retried read
 	maxAge  time.Duration
 	timeout time.Duration
-	onFloor func(floor int)
-	clock   *pgsql.Clock // the database's clock, which the schedule is on
+	floor   prometheus.Gauge // pointsd_qualifying_floor, written by sawFloor only
+	clock   *pgsql.Clock     // the database's clock, which the schedule is on
 
 	gen     atomic.Uint64
 	current atomic.Pointer[answer]
@@ -90,6 +92,14 @@ type flight struct {
 	done chan struct{}
 	a    *answer
 	err  error
+}
+
+// sawFloor records the floor this replica last saw, read with an answer or
+// told by its leader's commit: the one writer of the floor gauge.
+func (c *cache) sawFloor(floor int) {
+	if c.floor != nil {
+		c.floor.Set(float64(floor))
+	}
 }
 
 // invalidate makes the next request read afresh.
@@ -224,9 +234,7 @@ func (c *cache) refresh(f *flight) {
 		f.a.until = stableUntil(f.a.ans)
 		f.a.read, f.a.fresh = start, start.Add(c.maxAge)
 		c.current.Store(f.a)
-		if c.onFloor != nil {
-			c.onFloor(f.a.ans.Floor)
-		}
+		c.sawFloor(f.a.ans.Floor)
 	}
 	c.mu.Lock()
 	c.running, c.queued = c.queued, nil

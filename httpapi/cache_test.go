@@ -67,13 +67,12 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000})
 	pool := pgtest.Pool(t, url)
 
+	leaderAPI, leaderSrv := newAPI(t, url, Config{})
 	u, err := updater.New(updater.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
-		Period: time.Second, LeaderPoll: 100 * time.Millisecond})
+		Period: time.Second, LeaderPoll: 100 * time.Millisecond, Listener: leaderAPI})
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaderAPI, leaderSrv := newAPI(t, url, Config{Replica: u})
-	u.OnCommit(leaderAPI.Committed)
 	replica, replicaSrv := newAPI(t, url, Config{})
 	lctx, stopListen := context.WithCancel(ctx)
 	listening := make(chan struct{})
@@ -213,8 +212,8 @@ func TestFreshDatabaseAnswerIsReusedOnceALeaderLeads(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	listen(t, a)                  // reuse past unheardMaxAge needs a listener proven alive
-	a.Committed(pgsql.AllBuckets) // as a NOTIFY would
+	listen(t, a)                        // reuse past unheardMaxAge needs a listener proven alive
+	a.cache.committed(pgsql.AllBuckets) // as a NOTIFY would
 	get(t, srv.URL+"/")
 	first := a.cache.current.Load()
 	if want := *st.NextStart; len(first.ans.Users) != 0 || !first.until.Equal(want) {

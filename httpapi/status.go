@@ -49,16 +49,16 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	case rd.version != rd.latest:
 		w.Header().Set("Retry-After", "1")
 		body := map[string]any{"error": "schema not current", "version": rd.version, "want": rd.latest}
-		if _, problem := a.cfg.Replica.LeaderStatus(); problem != "" {
+		if problem := a.leader().problem; problem != "" {
 			body["leader_problem"] = problem // why serve cannot migrate, as a rule
 		}
 		writeJSON(w, http.StatusServiceUnavailable, body)
 	case slices.ContainsFunc(rd.problems, pgsql.Problem.Damage):
-		a.cfg.Metrics.SetProblems(rd.problems)
+		a.sawProblems(rd.problems)
 		w.Header().Set("Retry-After", "10")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "database damaged", "problems": details(rd.problems)})
 	default:
-		a.cfg.Metrics.SetProblems(rd.problems)
+		a.sawProblems(rd.problems)
 		body := map[string]any{"status": "ready", "version": rd.version}
 		if len(rd.problems) > 0 {
 			body["warnings"] = details(rd.problems)
@@ -68,7 +68,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 		// Ready to answer queries, but not to lead: said here too, since
 		// a cluster where no replica can lead answers while nothing moves.
-		if _, problem := a.cfg.Replica.LeaderStatus(); problem != "" {
+		if problem := a.leader().problem; problem != "" {
 			body["leader_problem"] = problem
 		}
 		writeJSON(w, http.StatusOK, body)
@@ -173,9 +173,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := sc.state
-	leader, problem := a.cfg.Replica.LeaderStatus()
+	lead := a.leader()
 	body := statusBody{
-		Mode: st.ClusterMode, Leader: leader, LeaderProblem: problem,
+		Mode: st.ClusterMode, Leader: lead.leader, LeaderProblem: lead.problem,
 		LeaderTerm: sc.lease.Term, LeaseAge: sc.lease.Age.Seconds(),
 		Cycle: st.Cycle, CycleMode: st.Mode, CycleStartedAt: st.StartedAt, Floor: st.Floor,
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,

@@ -103,7 +103,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		if claimed {
 			o.took = time.Since(start)
 			u.cfg.Metrics.BucketDuration.Observe(o.took.Seconds())
-			u.committed(o.rows, b.Index)
+			u.committed(o.rows, b.Index, c.Floor)
 			u.emit(Event{Kind: EventBucket, Cycle: c.Cycle, Bucket: b.Index})
 		}
 		return o, nil

@@ -50,6 +50,10 @@ type Config struct {
 	// evicts it; 3 leader polls by default, at least 2.
 	LeaseTimeout time.Duration
 
+	// Listener is told of every commit and of this replica's leadership
+	// (see Listener). Nil: nobody.
+	Listener Listener
+
 	// TestHook, set by tests only, is told of what the updater does as it
 	// happens (see Event). Code outside this module cannot make one.
 	TestHook *testhook.Hook[Event]

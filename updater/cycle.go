@@ -63,8 +63,7 @@ func (u *Updater) start(ctx context.Context, c pgsql.Cycle) (Result, error) {
 	case !started:
 		return u.account(c, res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, ErrNotStarted))
 	}
-	u.published(c.Floor)
-	u.committed(0, pgsql.AllBuckets)
+	u.committed(0, pgsql.AllBuckets, c.Floor)
 	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	if c.Period > 0 {
 		u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
@@ -161,8 +160,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 	}
 	res.Took = time.Since(start)
 	res.Work = res.Took
-	u.published(c.Floor)
-	u.committed(res.Rows, pgsql.AllBuckets)
+	u.committed(res.Rows, pgsql.AllBuckets, c.Floor)
 	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res)
@@ -246,16 +244,12 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, res Result) (Re
 	return res, nil
 }
 
-// published accounts for a cycle's floor, just committed.
-func (u *Updater) published(floor int) { u.cfg.Metrics.Floor.Set(float64(floor)) }
-
-// committed accounts for a commit: rows rewritten, and tells OnCommit
-// which bucket changed (pgsql.AllBuckets when a cycle started).
-func (u *Updater) committed(rows int64, bucket int) {
+// committed accounts for a commit in a cycle of that floor: rows
+// rewritten, and tells the listener which bucket changed
+// (pgsql.AllBuckets when a cycle started).
+func (u *Updater) committed(rows int64, bucket, floor int) {
 	u.cfg.Metrics.RowsUpdated.Add(float64(rows))
-	if u.onCommit != nil {
-		u.onCommit(bucket)
-	}
+	u.cfg.Listener.Committed(bucket, floor)
 }
 
 // finish records that c ended, with its span and slowest bucket.

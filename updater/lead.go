@@ -74,7 +74,6 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 	if err != nil {
 		return 0, "", err
 	}
-	u.cfg.Metrics.Floor.Set(float64(st.Floor))
 	u.reportDamage(ctx)
 	d := decide(st, *ls, u.now(), u.cfg.Period)
 	if d.Future {
@@ -164,7 +163,7 @@ func (u *Updater) countLateness(d decision, ls *leadState) {
 const damageCheckTimeout = 5 * time.Second
 
 // reportDamage checks the database for damage done from outside, logs each
-// problem at ERROR and sets the metric.
+// problem and tells the listener (which owns the metric).
 func (u *Updater) reportDamage(ctx context.Context) {
 	// Bounded: a check that hangs (a worker that drops packets on Citus)
 	// must not hold the leader past its boundaries.
@@ -174,7 +173,7 @@ func (u *Updater) reportDamage(ctx context.Context) {
 	if err != nil {
 		return // the cycle will meet the same error and report it
 	}
-	u.cfg.Metrics.SetProblems(problems)
+	u.cfg.Listener.Checked(problems)
 	for _, p := range problems {
 		if !p.Damage() {
 			u.log.Warn("database problem", slog.String("check", p.Check), slog.String("problem", p.Detail))

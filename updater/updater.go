@@ -26,8 +26,6 @@ type Updater struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	state Status
-	// onCommit is told of every commit (see OnCommit).
-	onCommit func(bucket int)
 	// modeSet is whether Config.Mode has been set as the cluster's mode
 	// (once, when Run first reaches the database). Run's goroutine only.
 	modeSet bool
@@ -67,19 +65,17 @@ func New(cfg Config) (*Updater, error) {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // G404: points and floors are a game's draws, not secrets
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	if cfg.Listener == nil {
+		cfg.Listener = nobody{}
+	}
 	cfg.Metrics.CyclePeriod.Set(cfg.Period.Seconds())
 	u := &Updater{cfg: cfg, log: cfg.Logger}
 	u.observeMode(string(cfg.Mode))
 	return u, nil
 }
 
-// OnCommit makes f be called after every committed change of points or
-// floor with the bucket rewritten, or pgsql.AllBuckets when a cycle started
-// (the floor changed, and in strict mode every bucket). Call it before Run.
-func (u *Updater) OnCommit(f func(bucket int)) { u.onCommit = f }
-
 // LeaderStatus reports whether this replica leads, and why it cannot lead
-// when it cannot ("" otherwise): what /status shows of the updater.
+// when it cannot ("" otherwise): what the listener was last told.
 func (u *Updater) LeaderStatus() (leader bool, problem string) {
 	st := u.Status()
 	return st.Leader, st.Problem
@@ -95,6 +91,7 @@ func (u *Updater) Status() Status {
 func (u *Updater) setLeader(leader bool) {
 	u.mu.Lock()
 	u.state.Leader = leader
+	u.cfg.Listener.LeaderChanged(leader, u.state.Problem) // under the lock: told in order
 	u.mu.Unlock()
 	u.cfg.Metrics.Leader.Set(map[bool]float64{true: 1}[leader])
 	if !leader {
@@ -122,6 +119,9 @@ func (u *Updater) setProblem(why string) {
 	u.mu.Lock()
 	old := u.state.Problem
 	u.state.Problem = why
+	if why != old {
+		u.cfg.Listener.LeaderChanged(u.state.Leader, why)
+	}
 	u.mu.Unlock()
 	u.cfg.Metrics.LeaderEligible.Set(map[bool]float64{true: 1}[why == ""])
 	switch why {

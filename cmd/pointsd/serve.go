@@ -98,19 +98,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// in the background by serveUntilDone): the leader publishes and
 	// sleeps on it, and the cache decides its reuse window on it.
 	dbClock := pgsql.NewClock(nil)
-	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log, Instance: instance, Clock: dbClock,
-		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow})
-	if err != nil {
-		return err
-	}
-	api, err := httpapi.New(httpapi.Config{Pool: pool, Direct: upool, Logger: log, Metrics: m, Replica: upd,
+	api, err := httpapi.New(httpapi.Config{Pool: pool, Direct: upool, Logger: log, Metrics: m,
 		NoCache: !*useCache, CacheMaxAge: *maxAge, Clock: dbClock, Instance: instance, ReplicaQueryTime: *queryTime == "replica"})
 	if err != nil {
 		return err
 	}
-	// The leader's own commits drop its cached answer at once (the other
-	// replicas hear of them by NOTIFY).
-	upd.OnCommit(api.Committed)
+	// The wiring goes one way: the updater tells the API of its commits
+	// (the leader's own drop its cached answer at once; the other
+	// replicas hear of them by NOTIFY), its leadership and the damage it
+	// finds.
+	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log, Instance: instance, Clock: dbClock,
+		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow, Listener: api})
+	if err != nil {
+		return err
+	}
 	dbc := pool.Config().ConnConfig
 	log.Info("starting pointsd", slog.String("version", b.Version), slog.String("revision", b.Revision),
 		slog.String("go", b.GoVersion), slog.String("addr", *addr), slog.String("mode", cmp.Or(string(mode), "(the cluster's)")),

@@ -105,7 +105,7 @@ func TestWorkerCrashMidCycle(t *testing.T) {
 		return e.Kind == updater.EventBucket && e.Bucket >= 1
 	})
 
-	api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet, Replica: u})
+	api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func TestGetOnCitus(t *testing.T) {
 	for _, noCache := range []bool{true, false} {
 		// A cached answer lives for a minute unless a notification drops it.
 		api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
-			Replica: u, NoCache: noCache, CacheMaxAge: time.Minute})
+			NoCache: noCache, CacheMaxAge: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
