@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/partition"
 	"github.com/pointsd/pointsd/pgsql"
 )
@@ -35,12 +36,12 @@ const (
 
 // answer is a result of the query, ready to send.
 type answer struct {
-	users []byte       // the JSON array of users
-	until time.Time    // by the schedule, in the database's time, it holds before this; zero: not reusable
-	read  time.Time    // when its read began, on the local clock
-	fresh time.Time    // maxAge after read: then it is read again
-	gen   uint64       // the invalidation generation it was read in
-	ans   pgsql.Answer // what it was read from
+	users []byte         // the JSON array of users
+	until time.Time      // by the schedule, in the database's time, it holds before this; zero: not reusable
+	read  time.Time      // when its read began, on the local clock
+	fresh time.Time      // maxAge after read: then it is read again
+	gen   uint64         // the invalidation generation it was read in
+	ans   pointsd.Answer // what it was read from
 }
 
 // cache keeps the current answer in memory so that GET / needs no database
@@ -113,7 +114,7 @@ func (c *cache) invalidate() { c.gen.Add(1) }
 func (c *cache) committed(bucket int) {
 	a := c.current.Load()
 	if a == nil || bucket < 0 || (len(a.ans.Users) < 2 && !pgsql.NoneQualify(a.ans.Floor)) ||
-		slices.ContainsFunc(a.ans.Users, func(u pgsql.User) bool { return u.Bucket == bucket }) {
+		slices.ContainsFunc(a.ans.Users, func(u pointsd.User) bool { return u.Bucket == bucket }) {
 		c.invalidate()
 	}
 }
@@ -263,15 +264,11 @@ func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	type user struct {
-		ID     int64 `json:"id"`
-		Points int   `json:"points"`
+	users := a.Users
+	if users == nil {
+		users = []pointsd.User{} // always an array
 	}
-	users := make([]user, len(a.Users))
-	for i, u := range a.Users {
-		users[i] = user{u.ID, u.Points}
-	}
-	b, err := json.Marshal(users)
+	b, err := json.Marshal(users) // the ids and points: see pointsd.User
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +279,7 @@ func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
 // schedule (see cache), in the database's time. Zero when no leader keeps
 // a schedule, or when a pending bucket the answer depends on has no slot
 // (a cycle run by hand).
-func stableUntil(a pgsql.Answer) time.Time {
+func stableUntil(a pointsd.Answer) time.Time {
 	if a.NextStart == nil {
 		return time.Time{}
 	}
@@ -291,7 +288,7 @@ func stableUntil(a pgsql.Answer) time.Time {
 	slot := func(bucket int) time.Time { return slots.Slot(a.StartedAt, bucket) }
 	if !pgsql.NoneQualify(a.Floor) {
 		for _, u := range a.Users {
-			if u.Bucket == pgsql.NoBucket {
+			if u.Bucket == pointsd.NoBucket {
 				return time.Time{} // outside the schedule: may change any moment
 			}
 			if u.BucketCycle < a.Cycle {
@@ -299,7 +296,7 @@ func stableUntil(a pgsql.Answer) time.Time {
 			}
 		}
 		// Short of two users, a pending bucket's rewrite may bring one.
-		if len(a.Users) < 2 && a.FirstPending != pgsql.NonePending {
+		if len(a.Users) < 2 && a.FirstPending != pointsd.NonePending {
 			until = minTime(until, slot(a.FirstPending))
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/pgsql"
 )
 
@@ -90,20 +91,20 @@ func details(problems []pgsql.Problem) []string {
 
 // statusBody is GET /status.
 type statusBody struct {
-	Mode           string     `json:"mode"`                     // the cluster's mode: the next cycle's
-	Leader         bool       `json:"leader"`                   // whether this replica runs the updater
-	LeaderProblem  string     `json:"leader_problem,omitempty"` // why it cannot lead, or last stepped down
-	Pooler         string     `json:"pooler,omitempty"`         // set when queries go through a connection pooler
-	LeaderTerm     int64      `json:"leader_term"`              // the current leadership term
-	LeaseAge       float64    `json:"leader_lease_age_seconds"` // since the leader last renewed its lease
-	Cycle          int64      `json:"cycle"`
-	CycleMode      string     `json:"cycle_mode"` // the mode the current cycle runs in
-	CycleStartedAt time.Time  `json:"cycle_started_at"`
-	Floor          int        `json:"floor"`
-	BucketsDone    int        `json:"buckets_done"`
-	BucketsTotal   int        `json:"buckets_total"`
-	LastCycle      *float64   `json:"last_cycle_seconds"` // the last finished cycle's duration
-	FinishedAt     *time.Time `json:"cycle_finished_at"`
+	Mode           pointsd.Mode `json:"mode"`                     // the cluster's mode: the next cycle's
+	Leader         bool         `json:"leader"`                   // whether this replica runs the updater
+	LeaderProblem  string       `json:"leader_problem,omitempty"` // why it cannot lead, or last stepped down
+	Pooler         string       `json:"pooler,omitempty"`         // set when queries go through a connection pooler
+	LeaderTerm     int64        `json:"leader_term"`              // the current leadership term
+	LeaseAge       float64      `json:"leader_lease_age_seconds"` // since the leader last renewed its lease
+	Cycle          int64        `json:"cycle"`
+	CycleMode      pointsd.Mode `json:"cycle_mode"` // the mode the current cycle runs in
+	CycleStartedAt time.Time    `json:"cycle_started_at"`
+	Floor          int          `json:"floor"`
+	BucketsDone    int          `json:"buckets_done"`
+	BucketsTotal   int          `json:"buckets_total"`
+	LastCycle      *float64     `json:"last_cycle_seconds"` // the last finished cycle's duration
+	FinishedAt     *time.Time   `json:"cycle_finished_at"`
 	// Problems are what the state check finds (see /readyz), an old
 	// snapshot included; empty when there is nothing.
 	Problems []string `json:"problems"`
@@ -138,7 +139,7 @@ type snapshotBody struct {
 
 // statusChecks are what /status reads beside the state.
 type statusChecks struct {
-	state    pgsql.State
+	state    pointsd.State
 	problems []pgsql.Problem
 	horizon  pgsql.Horizon
 	lease    pgsql.Lease

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
@@ -94,7 +95,7 @@ func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
 	const period = 2 * time.Second
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 8, Users: 16_000})
 	pool := pgtest.Pool(t, url)
-	u, m := newUpdater(t, pgtest.Pool(t, url), updater.Config{Mode: updater.Rolling, Period: period})
+	u, m := newUpdater(t, pgtest.Pool(t, url), updater.Config{Mode: pointsd.Rolling, Period: period})
 	runInBackground(t, u)
 
 	waitEvents(t, u, 3*period, "a cycle two buckets in", 2, kind(updater.EventBucket))
@@ -192,7 +193,7 @@ func TestMissingPartitionKeepsTheSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs pgtest.SyncBuffer
-	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 800 * time.Millisecond,
+	u, m := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling, Period: 800 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Listener: api})
 	runInBackground(t, u)
 	waitEvents(t, u, 10*time.Second, "two finished cycles", 2, kind(updater.EventCycleFinished))
@@ -216,7 +217,7 @@ func TestCycleNumberSetBackDoesNotFreezePoints(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000}))
-	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Rolling})
+	u, _ := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling})
 	for range 3 {
 		if _, err := u.RunCycle(ctx); err != nil {
 			t.Fatal(err)
@@ -301,7 +302,7 @@ func TestStrictCycleCutByShutdownIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs pgtest.SyncBuffer
-	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Strict, Period: 200 * time.Millisecond,
+	u, _ := newUpdater(t, pool, updater.Config{Mode: pointsd.Strict, Period: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	stop := runInBackground(t, u)
 	pgtest.Eventually(t, 5*time.Second, "a strict cycle in its transaction", func() bool {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/citustest"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/pgsql"
@@ -180,7 +181,7 @@ func TestMigrateDistributesExistingUsers(t *testing.T) {
 	if local != 0 {
 		t.Errorf("the coordinator keeps %d bytes of users partitions", local)
 	}
-	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
+	u, _, _ := newUpdater(t, url, updater.Config{Mode: pointsd.Rolling})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +233,7 @@ func TestRepairDroppedPartition(t *testing.T) {
 	if n != 4000 {
 		t.Errorf("%d users after repair and seed, want 4000", n)
 	}
-	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
+	u, _, _ := newUpdater(t, url, updater.Config{Mode: pointsd.Rolling})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
