@@ -104,10 +104,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	// The wiring goes one way: the updater tells the API of its commits
-	// (the leader's own drop its cached answer at once; the other
-	// replicas hear of them by NOTIFY), its leadership and the damage it
-	// finds.
+	// The wiring goes one way: the updater tells the API of its commits,
+	// its leadership and the damage it finds. The leader's own commits
+	// drop its cached answer at once. The other replicas hear of them by
+	// NOTIFY.
 	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log, Instance: instance, Clock: dbClock,
 		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow, Listener: api})
 	if err != nil {
