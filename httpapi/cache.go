@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/partition"
 	"github.com/pointsd/pointsd/pgsql"
 )
@@ -33,12 +36,12 @@ const (
 
 // answer is a result of the query, ready to send.
 type answer struct {
-	users []byte       // the JSON array of users
-	until time.Time    // by the schedule, in the database's time, it holds before this; zero: not reusable
-	read  time.Time    // when its read began, on the local clock
-	fresh time.Time    // maxAge after read: then it is read again
-	gen   uint64       // the invalidation generation it was read in
-	ans   pgsql.Answer // what it was read from
+	users []byte         // the JSON array of users
+	until time.Time      // by the schedule, in the database's time, it holds before this; zero: not reusable
+	read  time.Time      // when its read began, on the local clock
+	fresh time.Time      // maxAge after read: then it is read again
+	gen   uint64         // the invalidation generation it was read in
+	ans   pointsd.Answer // what it was read from
 }
 
 // cache keeps the current answer in memory so that GET / needs no database
@@ -72,8 +75,8 @@ type cache struct {
 	reset   func() // drops the pool's connections before a retried read
 	maxAge  time.Duration
 	timeout time.Duration
-	onFloor func(floor int)
-	clock   *pgsql.Clock // the database's clock, which the schedule is on
+	floor   prometheus.Gauge // pointsd_qualifying_floor, written by sawFloor only
+	clock   *pgsql.Clock     // the database's clock, which the schedule is on
 
 	gen     atomic.Uint64
 	current atomic.Pointer[answer]
@@ -92,6 +95,14 @@ type flight struct {
 	err  error
 }
 
+// sawFloor records the floor this replica last saw, read with an answer or
+// told by its leader's commit: the one writer of the floor gauge.
+func (c *cache) sawFloor(floor int) {
+	if c.floor != nil {
+		c.floor.Set(float64(floor))
+	}
+}
+
 // invalidate makes the next request read afresh.
 func (c *cache) invalidate() { c.gen.Add(1) }
 
@@ -103,7 +114,7 @@ func (c *cache) invalidate() { c.gen.Add(1) }
 func (c *cache) committed(bucket int) {
 	a := c.current.Load()
 	if a == nil || bucket < 0 || (len(a.ans.Users) < 2 && !pgsql.NoneQualify(a.ans.Floor)) ||
-		slices.ContainsFunc(a.ans.Users, func(u pgsql.User) bool { return u.Bucket == bucket }) {
+		slices.ContainsFunc(a.ans.Users, func(u pointsd.User) bool { return u.Bucket == bucket }) {
 		c.invalidate()
 	}
 }
@@ -224,9 +235,7 @@ func (c *cache) refresh(f *flight) {
 		f.a.until = stableUntil(f.a.ans)
 		f.a.read, f.a.fresh = start, start.Add(c.maxAge)
 		c.current.Store(f.a)
-		if c.onFloor != nil {
-			c.onFloor(f.a.ans.Floor)
-		}
+		c.sawFloor(f.a.ans.Floor)
 	}
 	c.mu.Lock()
 	c.running, c.queued = c.queued, nil
@@ -255,15 +264,11 @@ func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	type user struct {
-		ID     int64 `json:"id"`
-		Points int   `json:"points"`
+	users := a.Users
+	if users == nil {
+		users = []pointsd.User{} // always an array
 	}
-	users := make([]user, len(a.Users))
-	for i, u := range a.Users {
-		users[i] = user{u.ID, u.Points}
-	}
-	b, err := json.Marshal(users)
+	b, err := json.Marshal(users) // the ids and points: see pointsd.User
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +279,7 @@ func read(ctx context.Context, db pgsql.DBTX) (*answer, error) {
 // schedule (see cache), in the database's time. Zero when no leader keeps
 // a schedule, or when a pending bucket the answer depends on has no slot
 // (a cycle run by hand).
-func stableUntil(a pgsql.Answer) time.Time {
+func stableUntil(a pointsd.Answer) time.Time {
 	if a.NextStart == nil {
 		return time.Time{}
 	}
@@ -283,7 +288,7 @@ func stableUntil(a pgsql.Answer) time.Time {
 	slot := func(bucket int) time.Time { return slots.Slot(a.StartedAt, bucket) }
 	if !pgsql.NoneQualify(a.Floor) {
 		for _, u := range a.Users {
-			if u.Bucket == pgsql.NoBucket {
+			if u.Bucket == pointsd.NoBucket {
 				return time.Time{} // outside the schedule: may change any moment
 			}
 			if u.BucketCycle < a.Cycle {
@@ -291,7 +296,7 @@ func stableUntil(a pgsql.Answer) time.Time {
 			}
 		}
 		// Short of two users, a pending bucket's rewrite may bring one.
-		if len(a.Users) < 2 && a.FirstPending != pgsql.NonePending {
+		if len(a.Users) < 2 && a.FirstPending != pointsd.NonePending {
 			until = minTime(until, slot(a.FirstPending))
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
@@ -16,38 +17,38 @@ import (
 func TestStableUntilFollowsThePublishedSchedule(t *testing.T) {
 	start := time.Date(2020, 7, 30, 17, 9, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return start.Add(d) }
-	done := func(bucket int) pgsql.User { return pgsql.User{Bucket: bucket, BucketCycle: 7} }
-	pending := func(bucket int) pgsql.User { return pgsql.User{Bucket: bucket, BucketCycle: 6} }
+	done := func(bucket int) pointsd.User { return pointsd.User{Bucket: bucket, BucketCycle: 7} }
+	pending := func(bucket int) pointsd.User { return pointsd.User{Bucket: bucket, BucketCycle: 6} }
 	next := start.Add(time.Minute)
-	base := pgsql.Answer{Buckets: 60, FirstPending: 30,
-		Schedule: pgsql.Schedule{Cycle: 7, Floor: 40, Period: time.Minute, StartedAt: start, NextStart: &next}}
+	base := pointsd.Answer{Buckets: 60, FirstPending: 30,
+		Schedule: pointsd.Schedule{Cycle: 7, Floor: 40, Period: time.Minute, StartedAt: start, NextStart: &next}}
 	for _, c := range []struct {
 		name  string
-		edit  func(*pgsql.Answer)
+		edit  func(*pointsd.Answer)
 		until time.Time
 	}{
 		{"users in rewritten buckets hold until the next cycle",
-			func(a *pgsql.Answer) { a.Users = []pgsql.User{done(0), done(3)} }, at(time.Minute)},
+			func(a *pointsd.Answer) { a.Users = []pointsd.User{done(0), done(3)} }, at(time.Minute)},
 		{"a user in a pending bucket holds until its slot",
-			func(a *pgsql.Answer) { a.Users = []pgsql.User{done(0), pending(45)} }, at(45 * time.Second)},
+			func(a *pointsd.Answer) { a.Users = []pointsd.User{done(0), pending(45)} }, at(45 * time.Second)},
 		{"a pending slot on a published spread",
-			func(a *pgsql.Answer) { a.Spread, a.Users = 54*time.Second, []pgsql.User{done(0), pending(45)} }, at(40500 * time.Millisecond)},
+			func(a *pointsd.Answer) { a.Spread, a.Users = 54*time.Second, []pointsd.User{done(0), pending(45)} }, at(40500 * time.Millisecond)},
 		{"the earlier of two pending slots",
-			func(a *pgsql.Answer) { a.Users = []pgsql.User{pending(50), pending(40)} }, at(40 * time.Second)},
+			func(a *pointsd.Answer) { a.Users = []pointsd.User{pending(50), pending(40)} }, at(40 * time.Second)},
 		{"fewer than two users: until a pending bucket may add one",
-			func(a *pgsql.Answer) { a.Users = []pgsql.User{done(0)} }, at(30 * time.Second)},
+			func(a *pointsd.Answer) { a.Users = []pointsd.User{done(0)} }, at(30 * time.Second)},
 		{"fewer than two and nothing pending: until the next cycle",
-			func(a *pgsql.Answer) { a.Users, a.FirstPending = []pgsql.User{}, -1 }, at(time.Minute)},
+			func(a *pointsd.Answer) { a.Users, a.FirstPending = []pointsd.User{}, -1 }, at(time.Minute)},
 		{"floor 100: nobody can qualify until the floor changes",
-			func(a *pgsql.Answer) { a.Floor, a.Users = 100, []pgsql.User{} }, at(time.Minute)},
+			func(a *pointsd.Answer) { a.Floor, a.Users = 100, []pointsd.User{} }, at(time.Minute)},
 		{"no schedule kept: not reusable",
-			func(a *pgsql.Answer) { a.NextStart, a.Users = nil, []pgsql.User{done(0), done(1)} }, time.Time{}},
+			func(a *pointsd.Answer) { a.NextStart, a.Users = nil, []pointsd.User{done(0), done(1)} }, time.Time{}},
 		{"a leader's next start, before its first cycle (fresh: nothing pending, nobody qualifies)",
-			func(a *pgsql.Answer) { a.Period, a.Users, a.FirstPending = 0, []pgsql.User{}, -1 }, at(time.Minute)},
+			func(a *pointsd.Answer) { a.Period, a.Users, a.FirstPending = 0, []pointsd.User{}, -1 }, at(time.Minute)},
 		{"a cycle run by hand: its pending buckets have no slot",
-			func(a *pgsql.Answer) { a.Period, a.Users = 0, []pgsql.User{done(0)} }, time.Time{}},
+			func(a *pointsd.Answer) { a.Period, a.Users = 0, []pointsd.User{done(0)} }, time.Time{}},
 		{"a cycle run by hand, finished: until the next start",
-			func(a *pgsql.Answer) { a.Period, a.Users, a.FirstPending = 0, []pgsql.User{done(0), done(1)}, -1 }, at(time.Minute)},
+			func(a *pointsd.Answer) { a.Period, a.Users, a.FirstPending = 0, []pointsd.User{done(0), done(1)}, -1 }, at(time.Minute)},
 	} {
 		a := base
 		c.edit(&a)
@@ -67,13 +68,12 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000})
 	pool := pgtest.Pool(t, url)
 
+	leaderAPI, leaderSrv := newAPI(t, url, Config{})
 	u, err := updater.New(updater.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
-		Period: time.Second, LeaderPoll: 100 * time.Millisecond})
+		Period: time.Second, LeaderPoll: 100 * time.Millisecond, Listener: leaderAPI})
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaderAPI, leaderSrv := newAPI(t, url, Config{Replica: u})
-	u.OnCommit(leaderAPI.Committed)
 	replica, replicaSrv := newAPI(t, url, Config{})
 	lctx, stopListen := context.WithCancel(ctx)
 	listening := make(chan struct{})
@@ -155,11 +155,11 @@ func TestCachedAnswersAreTrueAcrossCycles(t *testing.T) {
 
 // Only a commit that can change the answer drops it.
 func TestCommitInvalidatesOnlyWhatTheAnswerDependsOn(t *testing.T) {
-	two := pgsql.Answer{Schedule: pgsql.Schedule{Floor: 50}, Users: []pgsql.User{{ID: 1, Bucket: 3}, {ID: 2, Bucket: 7}}}
-	one := pgsql.Answer{Schedule: pgsql.Schedule{Floor: 50}, Users: []pgsql.User{{ID: 1, Bucket: 3}}}
-	none := pgsql.Answer{Schedule: pgsql.Schedule{Floor: 100}, Users: []pgsql.User{}}
+	two := pointsd.Answer{Schedule: pointsd.Schedule{Floor: 50}, Users: []pointsd.User{{ID: 1, Bucket: 3}, {ID: 2, Bucket: 7}}}
+	one := pointsd.Answer{Schedule: pointsd.Schedule{Floor: 50}, Users: []pointsd.User{{ID: 1, Bucket: 3}}}
+	none := pointsd.Answer{Schedule: pointsd.Schedule{Floor: 100}, Users: []pointsd.User{}}
 	for _, c := range []struct {
-		ans     pgsql.Answer
+		ans     pointsd.Answer
 		bucket  int
 		dropped bool
 	}{
@@ -202,7 +202,7 @@ func TestFreshDatabaseAnswerIsReusedOnceALeaderLeads(t *testing.T) {
 	go func() { u.Run(uctx); close(done) }()
 	defer func() { stop(); <-done }()
 	deadline := time.Now().Add(5 * time.Second)
-	var st pgsql.State
+	var st pointsd.State
 	for {
 		st, err = pgsql.ReadState(context.Background(), pool)
 		if err == nil && st.NextStart != nil {
@@ -213,8 +213,8 @@ func TestFreshDatabaseAnswerIsReusedOnceALeaderLeads(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	listen(t, a)                  // reuse past unheardMaxAge needs a listener proven alive
-	a.Committed(pgsql.AllBuckets) // as a NOTIFY would
+	listen(t, a)                        // reuse past unheardMaxAge needs a listener proven alive
+	a.cache.committed(pgsql.AllBuckets) // as a NOTIFY would
 	get(t, srv.URL+"/")
 	first := a.cache.current.Load()
 	if want := *st.NextStart; len(first.ans.Users) != 0 || !first.until.Equal(want) {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
-	"github.com/pointsd/pointsd/updater"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -56,13 +55,6 @@ func newAPIWith(t testing.TB, url, role string, cfg Config) (*API, *httptest.Ser
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New()
-	}
-	if cfg.Replica == nil {
-		u, err := updater.New(updater.Config{Pool: pool, Metrics: cfg.Metrics, Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg.Replica = u
 	}
 	a, err := New(cfg)
 	if err != nil {

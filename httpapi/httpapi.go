@@ -1,6 +1,8 @@
 // Package httpapi is pointsd's HTTP surface: the chi router, its handlers,
 // middleware and the in-memory answer cache. It never listens (cmd/pointsd
-// does) and never writes SQL (it calls package sql).
+// does) and never writes SQL (it calls package pgsql). It does not know
+// the updater: the updater tells it of commits and leadership as its
+// Listener (cmd/pointsd wires them).
 package httpapi
 
 import (
@@ -32,8 +34,6 @@ type Config struct {
 	Direct  *pgxpool.Pool
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	// Replica reports this replica's part in the cluster for /status.
-	Replica Replica
 
 	// DBTimeout bounds every database call a request makes (default 2s).
 	DBTimeout time.Duration
@@ -60,14 +60,6 @@ type Config struct {
 	// clock of its own, which Listen keeps synced on Pool. Either way New
 	// registers it in Metrics (pointsd_clock_offset_seconds).
 	Clock *pgsql.Clock
-}
-
-// Replica is what /status shows of this replica's updater (the updater
-// package's Updater; declared here so that httpapi and updater stay peers).
-type Replica interface {
-	// LeaderStatus reports whether this replica leads, and why it cannot
-	// lead when it cannot ("" otherwise).
-	LeaderStatus() (leader bool, problem string)
 }
 
 // API serves pointsd's endpoints.
@@ -100,12 +92,15 @@ type API struct {
 	// connectListener opens its connection.
 	live            *liveness
 	connectListener func(context.Context) (*pgx.Conn, error)
+	// leadership is what this replica's updater last said of its part in
+	// the cluster (see LeaderChanged); nil: not leading, no problem.
+	leadership atomic.Pointer[leadership]
 }
 
 // New validates cfg and builds the router.
 func New(cfg Config) (*API, error) {
-	if cfg.Pool == nil || cfg.Metrics == nil || cfg.Replica == nil {
-		return nil, errors.New("httpapi: Config.Pool, Metrics and Replica are required")
+	if cfg.Pool == nil || cfg.Metrics == nil {
+		return nil, errors.New("httpapi: Config.Pool and Metrics are required")
 	}
 	if cfg.DBTimeout < 0 || cfg.CacheMaxAge < 0 || cfg.QueryTimeEvery < 0 {
 		return nil, errors.New("httpapi: durations must not be negative")
@@ -131,8 +126,8 @@ func New(cfg Config) (*API, error) {
 		mux: chi.NewRouter(),
 		cache: &cache{
 			db: cfg.Pool, reset: cfg.Pool.Reset, maxAge: cfg.CacheMaxAge, timeout: cfg.DBTimeout,
-			onFloor: func(f int) { cfg.Metrics.Floor.Set(float64(f)) },
-			clock:   clock,
+			floor: cfg.Metrics.Floor,
+			clock: clock,
 		},
 		clock: clock, ownClock: ownClock, connectListener: connectListener(cmp.Or(cfg.Direct, cfg.Pool)),
 		slots:     make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
@@ -184,11 +179,6 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // and load balancers should stop sending it requests while it still serves
 // them.
 func (a *API) Drain() { a.draining.Store(true) }
-
-// Committed tells the API that a change to bucket (or, for
-// pgsql.AllBuckets, to the floor) committed. The cached answer is dropped
-// only if it depends on that bucket.
-func (a *API) Committed(bucket int) { a.cache.committed(bucket) }
 
 // PublishQueryTimes publishes this replica's latest query time to the
 // cluster while it is queried, until ctx ends, and then once more if a

@@ -76,7 +76,7 @@ func (i invalidator) HandleNotification(_ context.Context, n *pgconn.Notificatio
 	if err != nil {
 		bucket = pgsql.AllBuckets // unknown: assume the worst
 	}
-	i.a.Committed(bucket)
+	i.a.cache.committed(bucket)
 	return nil
 }
 

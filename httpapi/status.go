@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/pgsql"
 )
 
@@ -49,16 +50,16 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	case rd.version != rd.latest:
 		w.Header().Set("Retry-After", "1")
 		body := map[string]any{"error": "schema not current", "version": rd.version, "want": rd.latest}
-		if _, problem := a.cfg.Replica.LeaderStatus(); problem != "" {
+		if problem := a.leader().problem; problem != "" {
 			body["leader_problem"] = problem // why serve cannot migrate, as a rule
 		}
 		writeJSON(w, http.StatusServiceUnavailable, body)
 	case slices.ContainsFunc(rd.problems, pgsql.Problem.Damage):
-		a.cfg.Metrics.SetProblems(rd.problems)
+		a.sawProblems(rd.problems)
 		w.Header().Set("Retry-After", "10")
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "database damaged", "problems": details(rd.problems)})
 	default:
-		a.cfg.Metrics.SetProblems(rd.problems)
+		a.sawProblems(rd.problems)
 		body := map[string]any{"status": "ready", "version": rd.version}
 		if len(rd.problems) > 0 {
 			body["warnings"] = details(rd.problems)
@@ -68,7 +69,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 		// Ready to answer queries, but not to lead: said here too, since
 		// a cluster where no replica can lead answers while nothing moves.
-		if _, problem := a.cfg.Replica.LeaderStatus(); problem != "" {
+		if problem := a.leader().problem; problem != "" {
 			body["leader_problem"] = problem
 		}
 		writeJSON(w, http.StatusOK, body)
@@ -90,20 +91,20 @@ func details(problems []pgsql.Problem) []string {
 
 // statusBody is GET /status.
 type statusBody struct {
-	Mode           string     `json:"mode"`                     // the cluster's mode: the next cycle's
-	Leader         bool       `json:"leader"`                   // whether this replica runs the updater
-	LeaderProblem  string     `json:"leader_problem,omitempty"` // why it cannot lead, or last stepped down
-	Pooler         string     `json:"pooler,omitempty"`         // set when queries go through a connection pooler
-	LeaderTerm     int64      `json:"leader_term"`              // the current leadership term
-	LeaseAge       float64    `json:"leader_lease_age_seconds"` // since the leader last renewed its lease
-	Cycle          int64      `json:"cycle"`
-	CycleMode      string     `json:"cycle_mode"` // the mode the current cycle runs in
-	CycleStartedAt time.Time  `json:"cycle_started_at"`
-	Floor          int        `json:"floor"`
-	BucketsDone    int        `json:"buckets_done"`
-	BucketsTotal   int        `json:"buckets_total"`
-	LastCycle      *float64   `json:"last_cycle_seconds"` // the last finished cycle's duration
-	FinishedAt     *time.Time `json:"cycle_finished_at"`
+	Mode           pointsd.Mode `json:"mode"`                     // the cluster's mode: the next cycle's
+	Leader         bool         `json:"leader"`                   // whether this replica runs the updater
+	LeaderProblem  string       `json:"leader_problem,omitempty"` // why it cannot lead, or last stepped down
+	Pooler         string       `json:"pooler,omitempty"`         // set when queries go through a connection pooler
+	LeaderTerm     int64        `json:"leader_term"`              // the current leadership term
+	LeaseAge       float64      `json:"leader_lease_age_seconds"` // since the leader last renewed its lease
+	Cycle          int64        `json:"cycle"`
+	CycleMode      pointsd.Mode `json:"cycle_mode"` // the mode the current cycle runs in
+	CycleStartedAt time.Time    `json:"cycle_started_at"`
+	Floor          int          `json:"floor"`
+	BucketsDone    int          `json:"buckets_done"`
+	BucketsTotal   int          `json:"buckets_total"`
+	LastCycle      *float64     `json:"last_cycle_seconds"` // the last finished cycle's duration
+	FinishedAt     *time.Time   `json:"cycle_finished_at"`
 	// Problems are what the state check finds (see /readyz), an old
 	// snapshot included; empty when there is nothing.
 	Problems []string `json:"problems"`
@@ -138,7 +139,7 @@ type snapshotBody struct {
 
 // statusChecks are what /status reads beside the state.
 type statusChecks struct {
-	state    pgsql.State
+	state    pointsd.State
 	problems []pgsql.Problem
 	horizon  pgsql.Horizon
 	lease    pgsql.Lease
@@ -173,9 +174,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := sc.state
-	leader, problem := a.cfg.Replica.LeaderStatus()
+	lead := a.leader()
 	body := statusBody{
-		Mode: st.ClusterMode, Leader: leader, LeaderProblem: problem,
+		Mode: st.ClusterMode, Leader: lead.leader, LeaderProblem: lead.problem,
 		LeaderTerm: sc.lease.Term, LeaseAge: sc.lease.Age.Seconds(),
 		Cycle: st.Cycle, CycleMode: st.Mode, CycleStartedAt: st.StartedAt, Floor: st.Floor,
 		BucketsDone: st.BucketsDone, BucketsTotal: st.BucketsTotal,

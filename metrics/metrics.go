@@ -45,7 +45,9 @@ type Metrics struct {
 	CycleSpread  prometheus.Gauge
 	UpdateErrors prometheus.Counter
 	Leader       prometheus.Gauge
-	Floor        prometheus.Gauge
+	// Floor is the floor this replica last saw. httpapi alone writes it:
+	// the cache's reads and its updater's commits go through one method.
+	Floor prometheus.Gauge
 	// LeaderEligible is 0 while this replica cannot do the leader's work
 	// (a role that may only read, a standby) and so does not campaign.
 	LeaderEligible prometheus.Gauge
@@ -54,6 +56,7 @@ type Metrics struct {
 	LeaderEvictions prometheus.Counter
 	// StateProblems counts, by check, the damage the last check found in
 	// the database (see pgsql.CheckState): anything but 0 needs an operator.
+	// httpapi alone writes it, from /readyz's checks and the leader's.
 	StateProblems *prometheus.GaugeVec
 	// DatabaseErrors counts, by kind (pgsql.AllOutOfResources), the errors
 	// that said the database ran out of disk, memory or a configured limit,

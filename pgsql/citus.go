@@ -106,11 +106,15 @@ func (c Citus) Problem() string {
 	return ""
 }
 
-// distributeCitus makes users a distributed table and pointsd_draw a
-// distributed function (the per-row draws run on the workers, which must
-// have it), if the database has the citus extension. It runs under the
-// migration lock, after the schema is migrated. It distributes only what is
-// not distributed yet, so migrate stays idempotent and safe when replicas
+// distributedFunctions are the functions that queries on users run on the
+// workers, which must have them. pointsd_bucket_draw calls pointsd_draw,
+// so pointsd_draw comes first.
+var distributedFunctions = []string{"pointsd_draw(bigint,bigint)", "pointsd_bucket_draw(bigint,bigint,bigint)"}
+
+// distributeCitus makes users a distributed table and distributedFunctions
+// distributed functions, if the database has the citus extension. It runs
+// under the migration lock, after the schema is migrated. It distributes
+// only what is not distributed yet, so migrate stays idempotent and safe when replicas
 // run it at once. The ALTER DATABASE runs on every migrate: it sets the
 // same value each time.
 func distributeCitus(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
@@ -133,17 +137,22 @@ func distributeCitus(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 	}
 	defer func() { _, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, int64(migrateLockID)) }()
 
-	var usersDone, drawDone bool
-	if err := conn.QueryRow(ctx, `
-		SELECT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'users'::regclass),
-		       EXISTS (SELECT FROM pg_dist_object
-		               WHERE classid = 'pg_proc'::regclass AND objid = 'pointsd_draw(bigint,bigint)'::regprocedure)`).
-		Scan(&usersDone, &drawDone); err != nil {
+	var usersDone bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'users'::regclass)`).
+		Scan(&usersDone); err != nil {
 		return fmt.Errorf("citus: %w", err)
 	}
-	if !drawDone {
-		if _, err := conn.Exec(ctx, `SELECT create_distributed_function('pointsd_draw(bigint,bigint)')`); err != nil {
-			return fmt.Errorf("citus: distribute pointsd_draw: %w", err)
+	for _, fn := range distributedFunctions {
+		var done bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_dist_object
+			WHERE classid = 'pg_proc'::regclass AND objid = $1::text::regprocedure)`, fn).Scan(&done); err != nil {
+			return fmt.Errorf("citus: %w", err)
+		}
+		if done {
+			continue
+		}
+		if _, err := conn.Exec(ctx, `SELECT create_distributed_function($1::text::regprocedure)`, fn); err != nil {
+			return fmt.Errorf("citus: distribute %s: %w", fn, err)
 		}
 	}
 	// One connection per worker for each session's shard commands, over

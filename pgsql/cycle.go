@@ -8,53 +8,17 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pointsd/pointsd"
 )
 
-// Schedule is what every reader of cycle_state relies on: the current
-// cycle, its floor and the schedule its leader published. State and Answer
-// share it; the milliseconds of period_ms become a Duration once, in
-// scheduleColumns.
-type Schedule struct {
-	Cycle int64 `db:"cycle"`
-	Floor int   `db:"floor"`
-	// Period is the current cycle's published period, 0 for a cycle run
-	// by hand (unpaced): its buckets have no slots.
-	Period time.Duration `db:"period"`
-	// Spread is the part of the period its rolling slots are spread over
-	// (see partition.Schedule); the whole period if none was published.
-	Spread    time.Duration `db:"spread"`
-	StartedAt time.Time     `db:"started_at"`
-	// NextStart is the earliest the next cycle may start, as the leader
-	// published it; nil while no leader keeps a schedule.
-	NextStart *time.Time `db:"next_start"`
-}
-
-// scheduleColumns selects a Schedule from cycle_state s.
+// scheduleColumns selects a pointsd.Schedule from cycle_state s: the
+// milliseconds of period_ms and spread_ms become Durations here, once.
 const scheduleColumns = `s.cycle, s.floor, coalesce(s.period_ms, 0) * interval '1 millisecond' AS period,
 	coalesce(s.spread_ms, s.period_ms, 0) * interval '1 millisecond' AS spread, s.started_at, s.next_start`
 
-// State is the cycle every replica sees: the floor queries use, and how far
-// the leader has got.
-type State struct {
-	Schedule
-	Seed         int64      `db:"seed"`
-	Mode         string     `db:"mode"`
-	FinishedAt   *time.Time `db:"finished_at"`
-	LastDuration *float64   `db:"last_duration"` // seconds, of the last finished cycle
-	// LastBucketMax is the slowest bucket transaction of the last finished
-	// rolling cycle, in seconds; nil before there was one.
-	LastBucketMax *float64 `db:"last_bucket_max"`
-	BucketsDone   int      `db:"buckets_done"`
-	BucketsTotal  int      `db:"buckets_total"`
-	// MaxBucketCycle is the latest cycle any bucket was rewritten in: never
-	// above Cycle unless the state was edited by hand.
-	MaxBucketCycle int64 `db:"max_bucket_cycle"`
-	// ClusterMode is the mode the next cycle will run in (see SetClusterMode).
-	ClusterMode string `db:"cluster_mode"`
-}
-
 // ReadState returns the current cycle's state.
-func ReadState(ctx context.Context, db DBTX) (State, error) {
+func ReadState(ctx context.Context, db DBTX) (pointsd.State, error) {
 	rows, err := db.Query(ctx, `
 		SELECT `+scheduleColumns+`, s.seed, s.mode, s.finished_at, s.last_duration, s.last_bucket_max,
 		       (SELECT count(*) FROM buckets b WHERE b.cycle >= s.cycle)::int AS buckets_done,
@@ -63,14 +27,14 @@ func ReadState(ctx context.Context, db DBTX) (State, error) {
 		       s.cluster_mode
 		FROM cycle_state s`)
 	if err != nil {
-		return State{}, fmt.Errorf("read cycle state: %w", err)
+		return pointsd.State{}, fmt.Errorf("read cycle state: %w", err)
 	}
-	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[State])
+	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[pointsd.State])
 	if errors.Is(err, pgx.ErrNoRows) {
-		return State{}, ErrNoState
+		return pointsd.State{}, ErrNoState
 	}
 	if err != nil {
-		return State{}, fmt.Errorf("read cycle state: %w", err)
+		return pointsd.State{}, fmt.Errorf("read cycle state: %w", err)
 	}
 	return st, nil
 }
@@ -85,24 +49,11 @@ const ChangesChannel = "pointsd_changes"
 // changed (and, in strict mode, every bucket).
 const AllBuckets = -1
 
-// Cycle is what a leader publishes when a cycle starts: its Schedule (the
-// Period is the leader's when the cycle is paced, 0 for a cycle run by
-// hand), and the seed and mode of its draws.
-type Cycle struct {
-	Schedule
-	Seed int64
-	Mode string
-	// Term is the leadership term the cycle is written under (see
-	// TakeTerm): every write checks it is still the current one. 0 for a
-	// cycle run by hand (pointsd cycle), which no term fences.
-	Term int64
-}
-
 // StartCycle publishes c's floor and seed, if c is numbered after the
 // current cycle (cycle numbers only grow). It reports false when another
 // leader got there first: a cycle starts exactly once whatever happens to
 // leadership.
-func StartCycle(ctx context.Context, db DBTX, c Cycle) (bool, error) {
+func StartCycle(ctx context.Context, db DBTX, c pointsd.Cycle) (bool, error) {
 	var period, spread *int64
 	var next *time.Time // a paced cycle's next starts a period later
 	if c.Period > 0 {
@@ -203,7 +154,7 @@ func Buckets(ctx context.Context, db DBTX) ([]Bucket, error) {
 // exactly once per cycle, and wholly or not at all. The claim holds only
 // while c is the current cycle and c.Term the current term: an evicted
 // leader that wakes up gets ErrDeposed and writes nothing.
-func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, c Cycle) (rows int64, claimed bool, err error) {
+func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, c pointsd.Cycle) (rows int64, claimed bool, err error) {
 	tag, err := tx.Exec(ctx, `
 		UPDATE buckets SET cycle = $1, seed = $3, updated_at = now()
 		WHERE bucket = $2 AND cycle < $1 AND $1 = (SELECT cycle FROM cycle_state) AND `+fence("$4"),
@@ -241,7 +192,7 @@ func DrawBucket(ctx context.Context, tx pgx.Tx, b Bucket, c Cycle) (rows int64, 
 // DrawAll is the strict cycle, inside tx: it starts c and re-draws every
 // user, so that a reader sees either the old floor and points or the new
 // ones. started is false when another leader started c first.
-func DrawAll(ctx context.Context, tx pgx.Tx, c Cycle) (rows int64, started bool, err error) {
+func DrawAll(ctx context.Context, tx pgx.Tx, c pointsd.Cycle) (rows int64, started bool, err error) {
 	if started, err = StartCycle(ctx, tx, c); err != nil || !started {
 		return 0, started, err
 	}

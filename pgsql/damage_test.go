@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/pgsql"
 )
@@ -95,7 +96,7 @@ func drawAll(t *testing.T, pool *pgxpool.Pool, n int64) {
 			t.Fatal(err)
 		}
 		defer func() { _ = tx.Rollback(ctx) }() // a no-op after Commit
-		c := pgsql.Cycle{Schedule: pgsql.Schedule{Cycle: i, Floor: 50, StartedAt: time.Now()}, Seed: 1000 + i, Mode: "strict"}
+		c := pointsd.Cycle{Schedule: pointsd.Schedule{Cycle: i, Floor: 50, StartedAt: time.Now()}, Seed: 1000 + i, Mode: "strict"}
 		if _, ok, err := pgsql.DrawAll(ctx, tx, c); err != nil || !ok {
 			t.Fatalf("cycle %d: started %v, %v", i, ok, err)
 		}

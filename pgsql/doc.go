@@ -3,6 +3,10 @@
 // statement, each taking a DBTX so the caller decides the transaction. It is
 // not named sql so that it sits beside database/sql without an alias.
 //
+// It reads and writes the domain types of package pointsd (State, Cycle,
+// Answer, Mode) and keeps only storage's own: buckets, leases, damage
+// checks, sessions.
+//
 // Nothing outside this package builds SQL. Identifiers that vary (partition
 // names) are quoted with pgx.Identifier, never formatted from input.
 package pgsql

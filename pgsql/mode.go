@@ -7,12 +7,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pointsd/pointsd"
 )
 
 // SetClusterMode sets the mode the cluster's next cycles run in, and
 // returns the number of the first cycle it applies to: the next to start.
 // A cycle in flight keeps its mode.
-func SetClusterMode(ctx context.Context, db DBTX, mode string) (from int64, err error) {
+func SetClusterMode(ctx context.Context, db DBTX, mode pointsd.Mode) (from int64, err error) {
 	err = db.QueryRow(ctx, `
 		UPDATE cycle_state SET cluster_mode = $1
 		RETURNING greatest(cycle, (SELECT coalesce(max(cycle), 0) FROM buckets)) + 1`, mode).Scan(&from)
@@ -27,8 +29,8 @@ func SetClusterMode(ctx context.Context, db DBTX, mode string) (from int64, err 
 
 // ClusterMode returns the cluster's mode, "" when the state row is missing.
 // It is cheap enough for every replica to ask at every leader poll.
-func ClusterMode(ctx context.Context, db DBTX) (string, error) {
-	var mode *string
+func ClusterMode(ctx context.Context, db DBTX) (pointsd.Mode, error) {
+	var mode *pointsd.Mode
 	if err := db.QueryRow(ctx, `SELECT (SELECT cluster_mode FROM cycle_state)`).Scan(&mode); err != nil {
 		return "", fmt.Errorf("read cluster mode: %w", err)
 	}

@@ -5,35 +5,9 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pointsd/pointsd"
 )
-
-// NoBucket is User.Bucket (and BucketCycle) for a user in a partition that
-// no bucket maps: one created by hand. Nothing is known of when it changes.
-const NoBucket = -2
-
-// User is one user of an answer, with the bucket it lives in and the last
-// cycle that rewrote that bucket.
-type User struct {
-	ID          int64
-	Points      int
-	Bucket      int
-	BucketCycle int64
-}
-
-// Answer is the query's result together with what it depends on, all read
-// in one snapshot.
-type Answer struct {
-	Schedule
-	Users   []User // at most 2, points strictly above Floor
-	Buckets int
-	// FirstPending is the lowest bucket not yet rewritten in Cycle,
-	// NonePending if none is left.
-	FirstPending int
-}
-
-// NonePending is Answer.FirstPending when every bucket is rewritten in the
-// cycle (the queries' coalesce to -1).
-const NonePending = -1
 
 // QueryAnswer returns up to two users with points strictly above the current
 // floor. One statement, so the users and the floor come from one snapshot.
@@ -44,7 +18,7 @@ const NonePending = -1
 // On Citus the statement is refused (users is distributed, the state is
 // not) and the answer is read in one transaction instead: see queryCitus.
 // db must then be a pool or a connection.
-func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
+func QueryAnswer(ctx context.Context, db DBTX) (pointsd.Answer, error) {
 	if citusSeen.Load() {
 		return queryCitus(ctx, db)
 	}
@@ -57,7 +31,7 @@ func QueryAnswer(ctx context.Context, db DBTX) (Answer, error) {
 }
 
 // queryOne is QueryAnswer's one statement, on a single PostgreSQL.
-func queryOne(ctx context.Context, db DBTX) (Answer, error) {
+func queryOne(ctx context.Context, db DBTX) (pointsd.Answer, error) {
 	rows, err := db.Query(ctx, `
 		SELECT `+scheduleColumns+`,
 		       (SELECT count(*) FROM buckets)::int AS buckets,
@@ -71,10 +45,10 @@ func queryOne(ctx context.Context, db DBTX) (Answer, error) {
 		) u ON true
 		LEFT JOIN buckets b ON b.partition = u.tableoid`)
 	if err != nil {
-		return Answer{}, fmt.Errorf("query users: %w", err)
+		return pointsd.Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	type row struct {
-		Schedule
+		pointsd.Schedule
 		Buckets      int    `db:"buckets"`
 		FirstPending int    `db:"first_pending"`
 		ID           *int64 `db:"id"`
@@ -84,16 +58,16 @@ func queryOne(ctx context.Context, db DBTX) (Answer, error) {
 	}
 	got, err := pgx.CollectRows(rows, pgx.RowToStructByName[row])
 	if err != nil {
-		return Answer{}, fmt.Errorf("query users: %w", err)
+		return pointsd.Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	if len(got) == 0 {
-		return Answer{}, ErrNoState
+		return pointsd.Answer{}, ErrNoState
 	}
 	r := got[0]
-	a := Answer{Schedule: r.Schedule, Users: []User{}, Buckets: r.Buckets, FirstPending: r.FirstPending}
+	a := pointsd.Answer{Schedule: r.Schedule, Users: []pointsd.User{}, Buckets: r.Buckets, FirstPending: r.FirstPending}
 	for _, r := range got {
 		if r.ID != nil {
-			u := User{ID: *r.ID, Points: *r.Points, Bucket: NoBucket, BucketCycle: NoBucket}
+			u := pointsd.User{ID: *r.ID, Points: *r.Points, Bucket: pointsd.NoBucket, BucketCycle: pointsd.NoBucket}
 			if r.Bucket != nil { // nil: a partition buckets does not know (made by hand)
 				u.Bucket, u.BucketCycle = *r.Bucket, *r.BucketCycle
 			}

@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pointsd/pointsd"
 )
 
 // citusSeen is set once a query met a distributed users table: from then
@@ -48,15 +50,15 @@ type beginner interface {
 // transaction, see docs/CITUS.md). Points are a pure function of the seed
 // the user's bucket records, so the workers are sent the bucket's cycle
 // and seed as the snapshot has them and only answer users whose points
-// are that draw: a user caught on the other side of a commit is passed
-// over like one below the floor. An answer therefore never pairs a user's
+// are that draw (pointsd_bucket_draw): a user caught on the other side of
+// a commit is passed over like one below the floor. An answer therefore never pairs a user's
 // points with a floor or a bucket cycle they do not belong to.
-func queryCitus(ctx context.Context, db DBTX) (Answer, error) {
+func queryCitus(ctx context.Context, db DBTX) (pointsd.Answer, error) {
 	b, ok := db.(beginner)
 	if !ok {
-		return Answer{}, errors.New("query users: on citus, reads need a pool or a connection, not a transaction")
+		return pointsd.Answer{}, errors.New("query users: on citus, reads need a pool or a connection, not a transaction")
 	}
-	var a Answer
+	var a pointsd.Answer
 	err := pgx.BeginTxFunc(ctx, b, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error {
 			var err error
@@ -67,7 +69,7 @@ func queryCitus(ctx context.Context, db DBTX) (Answer, error) {
 }
 
 // readCitus is queryCitus inside tx.
-func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
+func readCitus(ctx context.Context, tx pgx.Tx) (pointsd.Answer, error) {
 	// One round trip for the state and every bucket's partition, cycle
 	// and seed, in bucket order.
 	rows, err := tx.Query(ctx, `
@@ -87,10 +89,10 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 			JOIN pg_namespace n ON n.oid = c.relnamespace
 		) p`)
 	if err != nil {
-		return Answer{}, fmt.Errorf("query users: %w", err)
+		return pointsd.Answer{}, fmt.Errorf("query users: %w", err)
 	}
 	type state struct {
-		Schedule
+		pointsd.Schedule
 		Buckets      int      `db:"buckets"`
 		FirstPending int      `db:"first_pending"`
 		Indexes      []int    `db:"indexes"`
@@ -101,12 +103,12 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 	}
 	st, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[state])
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Answer{}, ErrNoState
+		return pointsd.Answer{}, ErrNoState
 	}
 	if err != nil {
-		return Answer{}, fmt.Errorf("query users: %w", err)
+		return pointsd.Answer{}, fmt.Errorf("query users: %w", err)
 	}
-	a := Answer{Schedule: st.Schedule, Users: []User{}, Buckets: st.Buckets, FirstPending: st.FirstPending}
+	a := pointsd.Answer{Schedule: st.Schedule, Users: []pointsd.User{}, Buckets: st.Buckets, FirstPending: st.FirstPending}
 	if NoneQualify(a.Floor) {
 		return a, nil // nothing is above it: no need to ask the workers
 	}
@@ -122,17 +124,17 @@ func readCitus(ctx context.Context, tx pgx.Tx) (Answer, error) {
 	for _, b := range buckets {
 		rows, err := tx.Query(ctx, `
 			SELECT id, points FROM `+pgx.Identifier{b.Schema, b.Table}.Sanitize()+`
-			WHERE points > $1 AND points = CASE WHEN $2::bigint = 0 THEN 0 ELSE pointsd_draw(id, $3) END
+			WHERE points > $1 AND points = pointsd_bucket_draw(id, $2, $3)
 			LIMIT $4`, a.Floor, b.Cycle, b.Seed, 2-len(a.Users))
 		if err != nil {
-			return Answer{}, fmt.Errorf("query users: %w", err)
+			return pointsd.Answer{}, fmt.Errorf("query users: %w", err)
 		}
-		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (User, error) {
-			u := User{Bucket: b.Index, BucketCycle: b.Cycle}
+		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pointsd.User, error) {
+			u := pointsd.User{Bucket: b.Index, BucketCycle: b.Cycle}
 			return u, r.Scan(&u.ID, &u.Points)
 		})
 		if err != nil {
-			return Answer{}, fmt.Errorf("query users: %w", err)
+			return pointsd.Answer{}, fmt.Errorf("query users: %w", err)
 		}
 		if a.Users = append(a.Users, found...); len(a.Users) == 2 {
 			break

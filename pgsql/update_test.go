@@ -2,6 +2,7 @@ package pgsql_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,4 +113,34 @@ func updateStats(t *testing.T, pool *pgxpool.Pool) (upd, hot int64) {
 		t.Fatal(err)
 	}
 	return upd, hot
+}
+
+// pointsd_bucket_draw is the invariant's one statement: 0 for a bucket never
+// rewritten, the seed's draw after, null when the record says nothing. It
+// is inlined, so that counting a million users' draws stays one scan.
+func TestBucketDraw(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{}))
+	var never, drawn, want int16
+	var unknown *int16
+	if err := pool.QueryRow(ctx, `SELECT pointsd_bucket_draw(7, 0, 42), pointsd_bucket_draw(7, 3, 42),
+		pointsd_draw(7, 42), pointsd_bucket_draw(7, NULL, NULL)`).Scan(&never, &drawn, &want, &unknown); err != nil {
+		t.Fatal(err)
+	}
+	if never != 0 || drawn != want || unknown != nil {
+		t.Errorf("bucket draws: cycle 0 %d, cycle 3 %d (draw %d), unknown %v; want 0, the draw, null", never, drawn, want, unknown)
+	}
+	rows, err := pool.Query(ctx, `EXPLAIN (VERBOSE, COSTS OFF)
+		SELECT pointsd_bucket_draw(u.id, b.cycle, b.seed) FROM users u JOIN buckets b ON b.partition = u.tableoid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := strings.Join(plan, "\n"); strings.Contains(text, "pointsd_") || !strings.Contains(text, "hashint8extended") {
+		t.Errorf("pointsd_bucket_draw is not inlined:\n%s", text)
+	}
 }

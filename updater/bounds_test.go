@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
@@ -87,7 +88,7 @@ func TestOwnStatementTimeoutOverridesTheDatabases(t *testing.T) {
 	if _, err := admin.Exec(ctx, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', current_database(), '20ms'); END $$`); err != nil {
 		t.Fatal(err)
 	}
-	cfg := updater.Config{Period: time.Second, Mode: updater.Strict}
+	cfg := updater.Config{Period: time.Second, Mode: pointsd.Strict}
 
 	// Without pointsd's settings the strict cycle is cancelled: the test
 	// would pass for nothing if it were not.

@@ -12,6 +12,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/pgsql"
 )
 
@@ -72,7 +73,7 @@ func indexes(buckets []pgsql.Bucket) []int {
 // transaction in flight when ctx ends is given drainTimeout to commit or
 // roll back; each attempt has a deadline. A lock it cannot get in time is
 // errLocked at once, for the cycle to try the bucket again later.
-func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket) (int64, time.Duration, error) {
+func (u *Updater) drawBucket(ctx context.Context, c pointsd.Cycle, b pgsql.Bucket) (int64, time.Duration, error) {
 	type out struct {
 		rows int64
 		took time.Duration
@@ -103,7 +104,7 @@ func (u *Updater) drawBucket(ctx context.Context, c pgsql.Cycle, b pgsql.Bucket)
 		if claimed {
 			o.took = time.Since(start)
 			u.cfg.Metrics.BucketDuration.Observe(o.took.Seconds())
-			u.committed(o.rows, b.Index)
+			u.committed(o.rows, b.Index, c.Floor)
 			u.emit(Event{Kind: EventBucket, Cycle: c.Cycle, Bucket: b.Index})
 		}
 		return o, nil

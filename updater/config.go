@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/testhook"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
@@ -41,7 +42,7 @@ type Config struct {
 	// explicit serve -mode: whoever sets it last wins), and is the mode of
 	// RunCycle. When empty, both follow the cluster's mode, which the
 	// leader reads at every boundary.
-	Mode       Mode
+	Mode       pointsd.Mode
 	Period     time.Duration
 	Workers    int
 	SlowCycle  time.Duration // a cycle slower than this logs a warning
@@ -49,6 +50,10 @@ type Config struct {
 	// LeaseTimeout is how old the leader's lease may get before a follower
 	// evicts it; 3 leader polls by default, at least 2.
 	LeaseTimeout time.Duration
+
+	// Listener is told of every commit and of this replica's leadership
+	// (see Listener). Nil: nobody.
+	Listener Listener
 
 	// TestHook, set by tests only, is told of what the updater does as it
 	// happens (see Event). Code outside this module cannot make one.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/partition"
 	"github.com/pointsd/pointsd/pgsql"
 )
@@ -22,7 +23,7 @@ var ErrNotStarted = errors.New("cycle already started by another updater")
 // Result is what a cycle did.
 type Result struct {
 	Cycle int64
-	Mode  Mode
+	Mode  pointsd.Mode
 	Rows  int64
 	// Took is the cycle's span, from its start to its last commit; Work is
 	// the update work in it (strict: the transaction; rolling: the sum of
@@ -42,18 +43,18 @@ func (u *Updater) RunCycle(ctx context.Context) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	mode := cmp.Or(u.cfg.Mode, Mode(st.ClusterMode))
+	mode := cmp.Or(u.cfg.Mode, st.ClusterMode)
 	return u.start(ctx, u.newCycle(nextNumber(st), u.now(), 0, mode))
 }
 
 // start runs cycle c in its mode and accounts for it. A cycle with a
 // period is paced on its slots; one without is run back to back.
-func (u *Updater) start(ctx context.Context, c pgsql.Cycle) (Result, error) {
-	if Mode(c.Mode) == Strict {
+func (u *Updater) start(ctx context.Context, c pointsd.Cycle) (Result, error) {
+	if c.Mode == pointsd.Strict {
 		res, err := u.runStrict(ctx, c)
 		return u.account(c, res, err)
 	}
-	res := Result{Cycle: c.Cycle, Mode: Rolling}
+	res := Result{Cycle: c.Cycle, Mode: pointsd.Rolling}
 	begun := time.Now()
 	started, err := pgsql.StartCycle(ctx, u.cfg.Pool, c)
 	switch {
@@ -63,8 +64,7 @@ func (u *Updater) start(ctx context.Context, c pgsql.Cycle) (Result, error) {
 	case !started:
 		return u.account(c, res, fmt.Errorf("rolling cycle %d: %w", c.Cycle, ErrNotStarted))
 	}
-	u.published(c.Floor)
-	u.committed(0, pgsql.AllBuckets)
+	u.committed(0, pgsql.AllBuckets, c.Floor)
 	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	if c.Period > 0 {
 		u.cfg.Metrics.CycleSpread.Set(c.Spread.Seconds())
@@ -77,14 +77,14 @@ func (u *Updater) start(ctx context.Context, c pgsql.Cycle) (Result, error) {
 // resume finishes cycle c, already started: it rewrites the buckets not yet
 // rewritten in c, on c's slots if it has a period. A strict cycle whose
 // finish was lost has none left: it is only recorded as finished.
-func (u *Updater) resume(ctx context.Context, c pgsql.Cycle) (Result, error) {
-	res, err := u.runRolling(ctx, c, Result{Cycle: c.Cycle, Mode: Mode(c.Mode)})
+func (u *Updater) resume(ctx context.Context, c pointsd.Cycle) (Result, error) {
+	res, err := u.runRolling(ctx, c, Result{Cycle: c.Cycle, Mode: c.Mode})
 	res.Took = u.now().Sub(c.StartedAt)
 	return u.account(c, res, u.finished(ctx, c, res, err))
 }
 
 // finished records that c ended, unless it ended with err or ctx ended.
-func (u *Updater) finished(ctx context.Context, c pgsql.Cycle, res Result, err error) error {
+func (u *Updater) finished(ctx context.Context, c pointsd.Cycle, res Result, err error) error {
 	if err != nil {
 		return err
 	}
@@ -96,17 +96,17 @@ func (u *Updater) finished(ctx context.Context, c pgsql.Cycle, res Result, err e
 
 // account accounts for cycle c's run: its metrics, its log line and its
 // event. A cycle with a period is paced: its overrun and capacity count.
-func (u *Updater) account(c pgsql.Cycle, res Result, err error) (Result, error) {
+func (u *Updater) account(c pointsd.Cycle, res Result, err error) (Result, error) {
 	if err != nil {
 		u.emit(Event{Kind: EventCycleFailed, Cycle: c.Cycle, Err: err})
 		return res, err
 	}
-	u.cfg.Metrics.CycleDuration.WithLabelValues(string(res.Mode)).Observe(res.Took.Seconds())
-	u.cfg.Metrics.CycleWork.WithLabelValues(string(res.Mode)).Observe(res.Work.Seconds())
+	u.cfg.Metrics.CycleDuration.WithLabelValues(res.Mode.String()).Observe(res.Took.Seconds())
+	u.cfg.Metrics.CycleWork.WithLabelValues(res.Mode.String()).Observe(res.Work.Seconds())
 	u.cfg.Metrics.LastCycleSuccess.SetToCurrentTime()
-	attrs := []any{slog.Int64("cycle", res.Cycle), slog.String("mode", string(res.Mode)),
+	attrs := []any{slog.Int64("cycle", res.Cycle), slog.String("mode", res.Mode.String()),
 		slog.Int64("rows", res.Rows), slog.Duration("took", res.Took), slog.Duration("work", res.Work)}
-	if res.Mode == Rolling {
+	if res.Mode == pointsd.Rolling {
 		attrs = append(attrs, slog.Duration("bucket_p50", res.BucketP50), slog.Duration("bucket_max", res.BucketMax))
 	}
 	paced := c.Period > 0
@@ -137,8 +137,8 @@ func (u *Updater) account(c pgsql.Cycle, res Result, err error) (Result, error) 
 }
 
 // runStrict rewrites every user and the floor in one transaction.
-func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) {
-	res := Result{Cycle: c.Cycle, Mode: Strict}
+func (u *Updater) runStrict(ctx context.Context, c pointsd.Cycle) (Result, error) {
+	res := Result{Cycle: c.Cycle, Mode: pointsd.Strict}
 	start := time.Now()
 	tctx, cancel := context.WithTimeout(ctx, strictTimeout(u.cfg.Period))
 	defer cancel()
@@ -161,8 +161,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 	}
 	res.Took = time.Since(start)
 	res.Work = res.Took
-	u.published(c.Floor)
-	u.committed(res.Rows, pgsql.AllBuckets)
+	u.committed(res.Rows, pgsql.AllBuckets, c.Floor)
 	u.emit(Event{Kind: EventCycleStarted, Cycle: c.Cycle})
 	res.Buckets, _ = pgsql.Partitions(ctx, u.cfg.Pool)
 	return res, u.finish(ctx, c, res)
@@ -170,7 +169,7 @@ func (u *Updater) runStrict(ctx context.Context, c pgsql.Cycle) (Result, error) 
 
 // runRolling hands the buckets not yet rewritten in c to the workers in
 // slot order, each not before its slot. It fills res with what they did.
-func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, res Result) (Result, error) {
+func (u *Updater) runRolling(ctx context.Context, c pointsd.Cycle, res Result) (Result, error) {
 	buckets, err := pgsql.Buckets(ctx, u.cfg.Pool)
 	if err != nil {
 		return res, err
@@ -246,20 +245,16 @@ func (u *Updater) runRolling(ctx context.Context, c pgsql.Cycle, res Result) (Re
 	return res, nil
 }
 
-// published accounts for a cycle's floor, just committed.
-func (u *Updater) published(floor int) { u.cfg.Metrics.Floor.Set(float64(floor)) }
-
-// committed accounts for a commit: rows rewritten, and tells OnCommit
-// which bucket changed (pgsql.AllBuckets when a cycle started).
-func (u *Updater) committed(rows int64, bucket int) {
+// committed accounts for a commit in a cycle of that floor: rows
+// rewritten, and tells the listener which bucket changed
+// (pgsql.AllBuckets when a cycle started).
+func (u *Updater) committed(rows int64, bucket, floor int) {
 	u.cfg.Metrics.RowsUpdated.Add(float64(rows))
-	if u.onCommit != nil {
-		u.onCommit(bucket)
-	}
+	u.cfg.Listener.Committed(bucket, floor)
 }
 
 // finish records that c ended, with its span and slowest bucket.
-func (u *Updater) finish(ctx context.Context, c pgsql.Cycle, res Result) error {
+func (u *Updater) finish(ctx context.Context, c pointsd.Cycle, res Result) error {
 	fctx, cancel := detach(ctx, drainTimeout)
 	defer cancel()
 	return pgsql.FinishCycle(fctx, u.cfg.Pool, c.Cycle, c.Term, res.Took, res.BucketMax)

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/partition"
 	"github.com/pointsd/pointsd/updater"
@@ -18,8 +19,8 @@ import (
 
 func TestPointsAndFloorArePredictedFromTheSeed(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []updater.Mode{updater.Rolling, updater.Strict} {
-		t.Run(string(mode), func(t *testing.T) {
+	for _, mode := range []pointsd.Mode{pointsd.Rolling, pointsd.Strict} {
+		t.Run(mode.String(), func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
 			const users = 5_000
@@ -37,7 +38,7 @@ func TestPointsAndFloorArePredictedFromTheSeed(t *testing.T) {
 					t.Fatalf("cycle %d: result %+v, want cycle %d, %d rows in 6 buckets", cycle, res, cycle, users)
 				}
 				st := readState(t, pool)
-				if st.Cycle != cycle || st.Floor != wantFloor || st.Seed != wantSeed || st.Mode != string(mode) {
+				if st.Cycle != cycle || st.Floor != wantFloor || st.Seed != wantSeed || st.Mode != mode {
 					t.Fatalf("state %+v, want cycle %d floor %d seed %d", st, cycle, wantFloor, wantSeed)
 				}
 				if st.FinishedAt == nil || st.BucketsDone != 6 || st.BucketsTotal != 6 {
@@ -64,7 +65,7 @@ func TestPointsCoverZeroToHundredUniformly(t *testing.T) {
 	ctx := context.Background()
 	const users = 50_500
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Users: users}))
-	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Strict})
+	u, _ := newUpdater(t, pool, updater.Config{Mode: pointsd.Strict})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestStrictCycleIsAtomic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 8, Users: 40_000}))
-	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Strict})
+	u, _ := newUpdater(t, pool, updater.Config{Mode: pointsd.Strict})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestRollingSpreadsBucketsAcrossThePeriod(t *testing.T) {
 		CREATE TRIGGER record AFTER UPDATE OF cycle ON cycle_state FOR EACH ROW EXECUTE FUNCTION record();`); err != nil {
 		t.Fatal(err)
 	}
-	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: period})
+	u, m := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling, Period: period})
 	stop := runInBackground(t, u)
 
 	type sample struct {

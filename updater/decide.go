@@ -3,8 +3,8 @@ package updater
 import (
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/partition"
-	"github.com/pointsd/pointsd/pgsql"
 )
 
 // rule names the rule a leader's decision follows. decide picks exactly
@@ -111,7 +111,7 @@ type leadState struct {
 // decide is the leader's next step, given the published state st, what
 // the leader remembers, the time now and the leader's period. It does no
 // I/O: lead reads, waits and writes.
-func decide(st pgsql.State, ls leadState, now time.Time, period time.Duration) decision {
+func decide(st pointsd.State, ls leadState, now time.Time, period time.Duration) decision {
 	d := decision{Future: inFuture(st, now, period)}
 	if st.Cycle > 0 && st.FinishedAt == nil && st.Cycle != ls.failedCycle {
 		d.Cycle = st.Cycle
@@ -155,13 +155,13 @@ func decide(st pgsql.State, ls leadState, now time.Time, period time.Duration) d
 // nextNumber is the number of the cycle after st's: past any bucket
 // claimed by a later cycle than the state's (the number was set back by
 // hand), which would otherwise never be claimed again.
-func nextNumber(st pgsql.State) int64 { return max(st.Cycle, st.MaxBucketCycle) + 1 }
+func nextNumber(st pointsd.State) int64 { return max(st.Cycle, st.MaxBucketCycle) + 1 }
 
 // inFuture reports whether st's schedule is in the future, which no leader
 // kept: a start that has not come, or a next start further than a period
 // away (the longer of the published one and this leader's). A second of
 // either is clock jitter.
-func inFuture(st pgsql.State, now time.Time, period time.Duration) bool {
+func inFuture(st pointsd.State, now time.Time, period time.Duration) bool {
 	return st.StartedAt.After(now.Add(time.Second)) ||
 		publishedNext(st).After(now.Add(max(st.Period, period)+time.Second))
 }
@@ -170,7 +170,7 @@ func inFuture(st pgsql.State, now time.Time, period time.Duration) bool {
 // After this leader's own cycle it is the overrun itself, past the boundary
 // that cycle passed: one that overran by more than a period does not start
 // the next back to back either.
-func lateness(st pgsql.State, ls leadState, now, cur time.Time) time.Duration {
+func lateness(st pointsd.State, ls leadState, now, cur time.Time) time.Duration {
 	if st.Cycle == ls.finished && st.FinishedAt != nil {
 		return now.Sub(publishedNext(st))
 	}
@@ -192,7 +192,7 @@ func startsAtOnce(late, period time.Duration) bool { return late <= part(period,
 // after it already was), and how many period boundaries passed without a
 // cycle before it, since when: since the last boundary counted, else since
 // the last cycle st started on the same period.
-func skipped(st pgsql.State, ls leadState, at time.Time, period time.Duration) (bool, int64, time.Time) {
+func skipped(st pointsd.State, ls leadState, at time.Time, period time.Duration) (bool, int64, time.Time) {
 	if !at.After(ls.counted) {
 		return false, 0, time.Time{}
 	}
@@ -227,7 +227,7 @@ const lateTolerance = 50 * time.Millisecond
 
 // publishedNext is the earliest the next cycle may start by the published
 // schedule, zero if there is none.
-func publishedNext(st pgsql.State) time.Time {
+func publishedNext(st pointsd.State) time.Time {
 	if st.NextStart == nil {
 		return time.Time{}
 	}

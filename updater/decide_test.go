@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pointsd/pointsd/pgsql"
+	"github.com/pointsd/pointsd"
 )
 
 // Each row is one rule of the leader's, with the state it reads and the
@@ -15,21 +15,21 @@ func TestDecide(t *testing.T) {
 	at := func(d time.Duration) *time.Time { t := b.Add(d); return &t }
 	slow := 3.0 // seconds: the last rolling cycle's slowest bucket
 	// A finished cycle 7 on the leader's period, started at b, next at b+1m.
-	finished := func() pgsql.State {
-		return pgsql.State{Schedule: pgsql.Schedule{Cycle: 7, Period: period, Spread: 54 * time.Second, StartedAt: b, NextStart: at(period)},
+	finished := func() pointsd.State {
+		return pointsd.State{Schedule: pointsd.Schedule{Cycle: 7, Period: period, Spread: 54 * time.Second, StartedAt: b, NextStart: at(period)},
 			FinishedAt: at(30 * time.Second), BucketsTotal: 60, BucketsDone: 60}
 	}
-	unfinished := func() pgsql.State {
+	unfinished := func() pointsd.State {
 		st := finished()
 		st.FinishedAt, st.BucketsDone = nil, 20
 		return st
 	}
-	with := func(st pgsql.State, edit func(*pgsql.State)) pgsql.State { edit(&st); return st }
+	with := func(st pointsd.State, edit func(*pointsd.State)) pointsd.State { edit(&st); return st }
 	covered := map[rule]bool{}
 
 	for _, c := range []struct {
 		name string
-		st   pgsql.State
+		st   pointsd.State
 		ls   leadState
 		now  time.Time
 		want decision
@@ -41,12 +41,12 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "an unfinished cycle run by hand is resumed back to back",
-			st:   with(unfinished(), func(st *pgsql.State) { st.Period, st.Spread, st.NextStart = 0, 0, nil }), now: b.Add(time.Second),
+			st:   with(unfinished(), func(st *pointsd.State) { st.Period, st.Spread, st.NextStart = 0, 0, nil }), now: b.Add(time.Second),
 			want: decision{Rule: resumeUnpaced, Cycle: 7},
 		},
 		{
 			name: "an unfinished cycle started in the future is resumed back to back",
-			st:   with(unfinished(), func(st *pgsql.State) { st.StartedAt, st.NextStart = b.Add(time.Hour), at(time.Hour+period) }), now: b,
+			st:   with(unfinished(), func(st *pointsd.State) { st.StartedAt, st.NextStart = b.Add(time.Hour), at(time.Hour+period) }), now: b,
 			want: decision{Rule: resumeFuture, Cycle: 7, Future: true},
 		},
 		{
@@ -56,12 +56,12 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "no schedule published: the first cycle starts on the next boundary",
-			st:   pgsql.State{BucketsTotal: 60}, now: b.Add(10 * time.Second),
+			st:   pointsd.State{BucketsTotal: 60}, now: b.Add(10 * time.Second),
 			want: decision{Rule: startUnscheduled, Cycle: 1, At: b.Add(period), Spread: 54 * time.Second, Publish: true, Count: true},
 		},
 		{
 			name: "after a cycle run by hand (no schedule), the next starts on the next boundary",
-			st:   with(finished(), func(st *pgsql.State) { st.Period, st.Spread, st.NextStart = 0, 0, nil }),
+			st:   with(finished(), func(st *pointsd.State) { st.Period, st.Spread, st.NextStart = 0, 0, nil }),
 			now:  b.Add(10 * time.Second),
 			want: decision{Rule: startUnscheduled, Cycle: 8, At: b.Add(period), Spread: 54 * time.Second, Publish: true, Count: true},
 		},
@@ -72,17 +72,17 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "the spread keeps twice the last slowest bucket in reserve",
-			st:   with(finished(), func(st *pgsql.State) { st.LastBucketMax = &slow }), now: b.Add(40 * time.Second),
+			st:   with(finished(), func(st *pointsd.State) { st.LastBucketMax = &slow }), now: b.Add(40 * time.Second),
 			want: decision{Rule: startOnSchedule, Cycle: 8, At: b.Add(period), Spread: 54 * time.Second, Publish: true, Count: true},
 		},
 		{
 			name: "the cycle number passes buckets claimed by a later cycle (set back by hand)",
-			st:   with(finished(), func(st *pgsql.State) { st.MaxBucketCycle = 12 }), now: b.Add(40 * time.Second),
+			st:   with(finished(), func(st *pointsd.State) { st.MaxBucketCycle = 12 }), now: b.Add(40 * time.Second),
 			want: decision{Rule: startOnSchedule, Cycle: 13, At: b.Add(period), Spread: 54 * time.Second, Publish: true, Count: true},
 		},
 		{
 			name: "a published start past the next boundary (a longer period before) is waited for",
-			st: with(finished(), func(st *pgsql.State) {
+			st: with(finished(), func(st *pointsd.State) {
 				st.Period, st.NextStart = 2*period+30*time.Second, at(2*period+30*time.Second)
 			}),
 			now:  b.Add(40 * time.Second),
@@ -112,13 +112,13 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "after this leader's own cycle overran a little, the next starts at once",
-			st:   with(finished(), func(st *pgsql.State) { st.FinishedAt = at(period + 10*time.Second) }),
+			st:   with(finished(), func(st *pointsd.State) { st.FinishedAt = at(period + 10*time.Second) }),
 			ls:   leadState{finished: 7}, now: b.Add(period + 10*time.Second),
 			want: decision{Rule: startLate, Cycle: 8, At: b.Add(period), Spread: 54 * time.Second, Publish: true, Count: true},
 		},
 		{
 			name: "after this leader's own cycle overran by more than a period, the lateness is the overrun",
-			st:   with(finished(), func(st *pgsql.State) { st.FinishedAt = at(2*period + 10*time.Second) }),
+			st:   with(finished(), func(st *pointsd.State) { st.FinishedAt = at(2*period + 10*time.Second) }),
 			ls:   leadState{finished: 7}, now: b.Add(2*period + 10*time.Second),
 			want: decision{Rule: skipLate, Cycle: 8, At: b.Add(3 * period), Spread: 54 * time.Second, Publish: true, Count: true,
 				Skipped: 2, Since: b},
@@ -136,25 +136,25 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "no skips are counted across a change of period",
-			st:   with(finished(), func(st *pgsql.State) { st.Period = 30 * time.Second; st.NextStart = at(30 * time.Second) }),
+			st:   with(finished(), func(st *pointsd.State) { st.Period = 30 * time.Second; st.NextStart = at(30 * time.Second) }),
 			now:  b.Add(3*period + 10*time.Second),
 			want: decision{Rule: startLate, Cycle: 8, At: b.Add(3 * period), Spread: 54 * time.Second, Publish: true, Count: true},
 		},
 		{
 			name: "a start in the future is not waited for nor published: the next boundary overwrites it",
-			st:   with(finished(), func(st *pgsql.State) { st.StartedAt, st.NextStart = b.Add(time.Hour), at(time.Hour+period) }),
+			st:   with(finished(), func(st *pointsd.State) { st.StartedAt, st.NextStart = b.Add(time.Hour), at(time.Hour+period) }),
 			now:  b.Add(10 * time.Second),
 			want: decision{Rule: startOverFuture, Cycle: 8, At: b.Add(period), Spread: 54 * time.Second, Future: true, Count: true},
 		},
 		{
 			name: "a next start further than a period away is in the future",
-			st:   with(finished(), func(st *pgsql.State) { st.NextStart = at(10*time.Second + period + 1001*time.Millisecond) }),
+			st:   with(finished(), func(st *pointsd.State) { st.NextStart = at(10*time.Second + period + 1001*time.Millisecond) }),
 			now:  b.Add(10 * time.Second),
 			want: decision{Rule: startOverFuture, Cycle: 8, At: b.Add(period), Spread: 54 * time.Second, Future: true, Count: true},
 		},
 		{
 			name: "a second past a period is clock jitter, not the future",
-			st:   with(finished(), func(st *pgsql.State) { st.NextStart = at(10*time.Second + period + time.Second) }),
+			st:   with(finished(), func(st *pointsd.State) { st.NextStart = at(10*time.Second + period + time.Second) }),
 			now:  b.Add(10 * time.Second),
 			want: decision{Rule: waitPublished, Cycle: 8, At: b.Add(2 * period), Spread: 54 * time.Second, Publish: true, Count: true,
 				Skipped: 1, Since: b},

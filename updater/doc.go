@@ -1,7 +1,8 @@
 // Package updater re-draws every user's points and the qualifying floor once
 // per period: the cycle loop, the rolling and strict modes, the workers and
-// the leader election among replicas. It owns no SQL (that is package sql)
-// and no HTTP.
+// the leader election among replicas. It owns no SQL (that is package
+// pgsql) and no HTTP. The domain types it works with (Mode, Cycle, State)
+// are package pointsd's.
 //
 // The leader's choices are pure functions, tested row by row with no
 // database: decide says what to do next from the published state and the

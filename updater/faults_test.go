@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
@@ -57,7 +58,7 @@ func TestFailedBucketIsRetriedAndNeverHalfApplied(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 8_000}))
-	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Workers: 1})
+	u, m := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling, Workers: 1})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func TestBucketThatKeepsFailingStaysWhollyOld(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 8_000}))
-	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: time.Second})
+	u, _ := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling, Period: time.Second})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestShutdownMidCycleThenResume(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 8, Users: 16_000})
 	pool := pgtest.Pool(t, url)
-	cfg := updater.Config{Mode: updater.Rolling, Period: 4 * time.Second}
+	cfg := updater.Config{Mode: pointsd.Rolling, Period: 4 * time.Second}
 	u, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
 	stop := runInBackground(t, u)
 
@@ -187,7 +188,7 @@ func TestOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 		CREATE TRIGGER record AFTER UPDATE ON cycle_state FOR EACH ROW EXECUTE FUNCTION record();`); err != nil {
 		t.Fatal(err)
 	}
-	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Strict, Period: period})
+	u, m := newUpdater(t, pool, updater.Config{Mode: pointsd.Strict, Period: period})
 	stop := runInBackground(t, u)
 	waitEvents(t, u, 10*time.Second, "two overruns", 2, func(e updater.Event) bool {
 		return e.Kind == updater.EventCycleFinished && e.Result.Took > period
@@ -250,7 +251,7 @@ func TestSmallOverrunStartsTheNextCycleAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs pgtest.SyncBuffer
-	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: period,
+	u, m := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling, Period: period,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	stop := runInBackground(t, u)
 	waitEvents(t, u, 15*time.Second, "four cycles", 4, func(e updater.Event) bool {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/internal/testhook"
 	"github.com/pointsd/pointsd/metrics"
@@ -171,7 +172,7 @@ func runInBackground(t *testing.T, u *updater.Updater) (stop func() time.Duratio
 	return stop
 }
 
-func readState(t *testing.T, db pgsql.DBTX) pgsql.State {
+func readState(t *testing.T, db pgsql.DBTX) pointsd.State {
 	t.Helper()
 	st, err := pgsql.ReadState(context.Background(), db)
 	if err != nil {

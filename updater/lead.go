@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/pgsql"
 )
 
@@ -36,22 +37,22 @@ func (u *Updater) lead(ctx context.Context, term int64) error {
 }
 
 // logOutcome logs how a step on cycle ended, if it did not end well.
-func (u *Updater) logOutcome(o outcome, cycle int64, mode Mode, err error, ls leadState) {
+func (u *Updater) logOutcome(o outcome, cycle int64, mode pointsd.Mode, err error, ls leadState) {
 	switch o {
 	case interrupted:
 		if cycle > 0 {
 			fate := "buckets committed so far stay; the next leader rewrites the rest"
-			if mode == Strict {
+			if mode == pointsd.Strict {
 				fate = "its transaction rolled back: the cycle did not happen"
 			}
-			u.log.Warn("cycle interrupted", slog.Int64("cycle", cycle), slog.String("mode", string(mode)),
+			u.log.Warn("cycle interrupted", slog.Int64("cycle", cycle), slog.String("mode", mode.String()),
 				slog.String("outcome", fate), slog.Any("err", err))
 		}
 	case deposed:
 		u.log.Warn("stepping down: another replica leads under a later term", slog.Int64("cycle", cycle), slog.Int64("term", ls.term))
 	case locked:
 		u.log.Warn("cycle cut short by a lock another session holds", slog.Int64("cycle", cycle),
-			slog.String("mode", string(mode)), slog.Any("err", err))
+			slog.String("mode", mode.String()), slog.Any("err", err))
 	case noState:
 		u.log.Error("cannot run cycles", slog.Any("err", err))
 	case notStarted:
@@ -69,12 +70,11 @@ func (u *Updater) logOutcome(o outcome, cycle int64, mode Mode, err error, ls le
 // step reads the state, decides the leader's next step (see decide) and
 // carries it out. It returns the cycle it ran (0 if none), its mode and the
 // error it ended with.
-func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) {
+func (u *Updater) step(ctx context.Context, ls *leadState) (int64, pointsd.Mode, error) {
 	st, err := pgsql.ReadState(ctx, u.cfg.Pool)
 	if err != nil {
 		return 0, "", err
 	}
-	u.cfg.Metrics.Floor.Set(float64(st.Floor))
 	u.reportDamage(ctx)
 	d := decide(st, *ls, u.now(), u.cfg.Period)
 	if d.Future {
@@ -90,7 +90,7 @@ func (u *Updater) step(ctx context.Context, ls *leadState) (int64, Mode, error) 
 // resumeCycle carries out a resume decision: it finishes the cycle st
 // describes, on its slots if d keeps them, else back to back. Without its
 // slots it runs as a cycle run by hand does, with no period of its own.
-func (u *Updater) resumeCycle(ctx context.Context, st pgsql.State, d decision, ls *leadState) (int64, Mode, error) {
+func (u *Updater) resumeCycle(ctx context.Context, st pointsd.State, d decision, ls *leadState) (int64, pointsd.Mode, error) {
 	u.log.Info("resuming cycle", slog.Int64("cycle", st.Cycle), slog.Int("buckets_left", st.BucketsTotal-st.BucketsDone))
 	c := cycleOf(st)
 	c.Term = ls.term
@@ -101,12 +101,12 @@ func (u *Updater) resumeCycle(ctx context.Context, st pgsql.State, d decision, l
 	if err == nil {
 		ls.finished = c.Cycle
 	}
-	return c.Cycle, Mode(st.Mode), err
+	return c.Cycle, st.Mode, err
 }
 
 // startCycle carries out a start decision: it publishes d.At if d says so,
 // waits for it, and starts cycle d.Cycle in the cluster's mode.
-func (u *Updater) startCycle(ctx context.Context, st pgsql.State, d decision, ls *leadState) (int64, Mode, error) {
+func (u *Updater) startCycle(ctx context.Context, st pointsd.State, d decision, ls *leadState) (int64, pointsd.Mode, error) {
 	if d.Publish {
 		at, err := pgsql.PublishNextStart(ctx, u.cfg.Pool, st.Cycle, ls.term, d.At)
 		if err != nil {
@@ -126,14 +126,14 @@ func (u *Updater) startCycle(ctx context.Context, st pgsql.State, d decision, ls
 		return 0, "", err
 	}
 	u.observeMode(mode)
-	c := u.newCycle(d.Cycle, d.At, d.Spread, Mode(mode))
+	c := u.newCycle(d.Cycle, d.At, d.Spread, mode)
 	c.Term = ls.term
 	u.countLateness(d, ls)
 	_, err = u.start(ctx, c)
 	if err == nil {
 		ls.finished = c.Cycle
 	}
-	return c.Cycle, Mode(mode), err
+	return c.Cycle, mode, err
 }
 
 // errRescheduled: the next start that stands is later than the one
@@ -164,7 +164,7 @@ func (u *Updater) countLateness(d decision, ls *leadState) {
 const damageCheckTimeout = 5 * time.Second
 
 // reportDamage checks the database for damage done from outside, logs each
-// problem at ERROR and sets the metric.
+// problem and tells the listener (which owns the metric).
 func (u *Updater) reportDamage(ctx context.Context) {
 	// Bounded: a check that hangs (a worker that drops packets on Citus)
 	// must not hold the leader past its boundaries.
@@ -174,7 +174,7 @@ func (u *Updater) reportDamage(ctx context.Context) {
 	if err != nil {
 		return // the cycle will meet the same error and report it
 	}
-	u.cfg.Metrics.SetProblems(problems)
+	u.cfg.Listener.Checked(problems)
 	for _, p := range problems {
 		if !p.Damage() {
 			u.log.Warn("database problem", slog.String("check", p.Check), slog.String("problem", p.Detail))

@@ -143,15 +143,15 @@ func (u *Updater) tryLead(ctx context.Context, conn *pgx.Conn) (int64, error) {
 	u.setProblem(why)
 	if why != "" && u.cfg.Mode != "" && !u.modeSet {
 		u.modeSet = true // said once
-		u.log.Error("cannot set the cluster mode from -mode: this replica cannot write", slog.String("mode", string(u.cfg.Mode)), slog.String("why", why))
+		u.log.Error("cannot set the cluster mode from -mode: this replica cannot write", slog.String("mode", u.cfg.Mode.String()), slog.String("why", why))
 	}
 	if why == "" && u.cfg.Mode != "" && !u.modeSet {
-		from, err := pgsql.SetClusterMode(ctx, conn, string(u.cfg.Mode))
+		from, err := pgsql.SetClusterMode(ctx, conn, u.cfg.Mode)
 		if err != nil {
 			return 0, err
 		}
 		u.modeSet = true
-		u.log.Info("set the cluster mode (from -mode)", slog.String("mode", string(u.cfg.Mode)), slog.Int64("from_cycle", from))
+		u.log.Info("set the cluster mode (from -mode)", slog.String("mode", u.cfg.Mode.String()), slog.Int64("from_cycle", from))
 	}
 	mode, err := pgsql.ClusterMode(ctx, conn)
 	if err != nil {

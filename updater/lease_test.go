@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
@@ -77,7 +78,7 @@ func TestStaleLeaderIsEvictedAndFenced(t *testing.T) {
 
 	// The ghost wakes up and writes under its old term: nothing changes.
 	st := readState(t, pool)
-	late := pgsql.Cycle{Schedule: pgsql.Schedule{Cycle: st.Cycle + 100, Floor: 7, StartedAt: time.Now()}, Seed: 42, Mode: "rolling", Term: ghostTerm}
+	late := pointsd.Cycle{Schedule: pointsd.Schedule{Cycle: st.Cycle + 100, Floor: 7, StartedAt: time.Now()}, Seed: 42, Mode: "rolling", Term: ghostTerm}
 	if _, err := pgsql.StartCycle(ctx, pool, late); !errors.Is(err, pgsql.ErrDeposed) {
 		t.Errorf("StartCycle under the old term: %v, want ErrDeposed", err)
 	}
@@ -87,8 +88,8 @@ func TestStaleLeaderIsEvictedAndFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		_, _, err := pgsql.DrawBucket(ctx, tx, pgsql.Bucket{Index: 0, Partition: buckets[0].Partition}, pgsql.Cycle{
-			Schedule: pgsql.Schedule{Cycle: st.Cycle + 1}, Seed: 42, Term: ghostTerm})
+		_, _, err := pgsql.DrawBucket(ctx, tx, pgsql.Bucket{Index: 0, Partition: buckets[0].Partition}, pointsd.Cycle{
+			Schedule: pointsd.Schedule{Cycle: st.Cycle + 1}, Seed: 42, Term: ghostTerm})
 		return err
 	})
 	if !errors.Is(err, pgsql.ErrDeposed) {

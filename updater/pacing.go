@@ -5,7 +5,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/pointsd/pointsd/pgsql"
+	"github.com/pointsd/pointsd"
 )
 
 // Pacing: a rolling cycle's slots are spread over the period less a
@@ -56,7 +56,7 @@ func spreadFor(p, lastBucketMax time.Duration) time.Duration {
 
 // lastBucketMax is the slowest bucket of the last finished rolling cycle,
 // as recorded in st; 0 if none was.
-func lastBucketMax(st pgsql.State) time.Duration {
+func lastBucketMax(st pointsd.State) time.Duration {
 	if st.LastBucketMax == nil {
 		return 0
 	}
@@ -71,7 +71,7 @@ const busyWarn = 0.75
 // capacity warns when a paced rolling cycle came close to what its period,
 // workers and partitions allow, naming the remedy.
 func (u *Updater) capacity(res Result, spread time.Duration, attrs []any) {
-	if res.Mode != Rolling || res.Buckets == 0 || spread <= 0 {
+	if res.Mode != pointsd.Rolling || res.Buckets == 0 || spread <= 0 {
 		return
 	}
 	busy := res.Work.Seconds() / (float64(u.cfg.Workers) * spread.Seconds())

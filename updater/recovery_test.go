@@ -3,6 +3,7 @@ package updater_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd"
+	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
@@ -92,7 +95,7 @@ func TestCycleCutAcrossABoundaryIsResumed(t *testing.T) {
 	const period = 2 * time.Second
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 8, Users: 16_000})
 	pool := pgtest.Pool(t, url)
-	u, m := newUpdater(t, pgtest.Pool(t, url), updater.Config{Mode: updater.Rolling, Period: period})
+	u, m := newUpdater(t, pgtest.Pool(t, url), updater.Config{Mode: pointsd.Rolling, Period: period})
 	runInBackground(t, u)
 
 	waitEvents(t, u, 3*period, "a cycle two buckets in", 2, kind(updater.EventBucket))
@@ -175,7 +178,8 @@ func TestFutureScheduleIsNotWaitedFor(t *testing.T) {
 
 // A dropped partition does not shift the other buckets' slots past the
 // period (every cycle overran): the cycles finish on time, and the damage
-// is logged at ERROR and counted.
+// is logged at ERROR and counted (by the API, the updater's listener, as
+// in pointsd serve).
 func TestMissingPartitionKeepsTheSchedule(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -183,15 +187,20 @@ func TestMissingPartitionKeepsTheSchedule(t *testing.T) {
 	if _, err := pool.Exec(ctx, `DROP TABLE users_p1`); err != nil {
 		t.Fatal(err)
 	}
+	apiMetrics := metrics.New()
+	api, err := httpapi.New(httpapi.Config{Pool: pool, Metrics: apiMetrics, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var logs pgtest.SyncBuffer
-	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 800 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	u, m := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling, Period: 800 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Listener: api})
 	runInBackground(t, u)
 	waitEvents(t, u, 10*time.Second, "two finished cycles", 2, kind(updater.EventCycleFinished))
 	if got := testutil.ToFloat64(m.CycleOverruns); got != 0 {
 		t.Errorf("%v overruns with a partition missing, want 0", got)
 	}
-	if got := testutil.ToFloat64(m.StateProblems.WithLabelValues(pgsql.CheckPartitions)); got != 1 {
+	if got := testutil.ToFloat64(apiMetrics.StateProblems.WithLabelValues(pgsql.CheckPartitions)); got != 1 {
 		t.Errorf("pointsd_state_problems{check=partitions} = %v, want 1", got)
 	}
 	if !strings.Contains(logs.String(), `level=ERROR msg="database damaged" check=partitions`) {
@@ -208,7 +217,7 @@ func TestCycleNumberSetBackDoesNotFreezePoints(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000}))
-	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Rolling})
+	u, _ := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling})
 	for range 3 {
 		if _, err := u.RunCycle(ctx); err != nil {
 			t.Fatal(err)
@@ -293,7 +302,7 @@ func TestStrictCycleCutByShutdownIsLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs pgtest.SyncBuffer
-	u, _ := newUpdater(t, pool, updater.Config{Mode: updater.Strict, Period: 200 * time.Millisecond,
+	u, _ := newUpdater(t, pool, updater.Config{Mode: pointsd.Strict, Period: 200 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	stop := runInBackground(t, u)
 	pgtest.Eventually(t, 5*time.Second, "a strict cycle in its transaction", func() bool {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
@@ -24,7 +25,7 @@ func TestDiskFullIsNamedAndNotHeldAgainstTheLeader(t *testing.T) {
 	ctx := context.Background()
 	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 8_000}))
 	var logs pgtest.SyncBuffer
-	u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 400 * time.Millisecond,
+	u, m := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling, Period: 400 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/updater"
 )
@@ -35,7 +36,7 @@ func TestSlowCycleWarningGoesByWork(t *testing.T) {
 				}
 			}
 			var logs pgtest.SyncBuffer
-			u, m := newUpdater(t, pool, updater.Config{Mode: updater.Rolling, Period: 1200 * time.Millisecond,
+			u, m := newUpdater(t, pool, updater.Config{Mode: pointsd.Rolling, Period: 1200 * time.Millisecond,
 				SlowCycle: 400 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			runInBackground(t, u)
 			waitEvents(t, u, 10*time.Second, "a finished cycle", 1, kind(updater.EventCycleFinished))

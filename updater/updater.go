@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/pgsql"
 )
 
@@ -26,8 +27,6 @@ type Updater struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	state Status
-	// onCommit is told of every commit (see OnCommit).
-	onCommit func(bucket int)
 	// modeSet is whether Config.Mode has been set as the cluster's mode
 	// (once, when Run first reaches the database). Run's goroutine only.
 	modeSet bool
@@ -37,7 +36,7 @@ type Updater struct {
 type Status struct {
 	// Mode is the cluster's mode as this replica last read it (within a
 	// leader poll), "" before it could.
-	Mode   Mode
+	Mode   pointsd.Mode
 	Leader bool
 	// Problem says why this replica cannot lead, or why it last stepped
 	// down; "" when there is none.
@@ -50,7 +49,7 @@ func New(cfg Config) (*Updater, error) {
 		return nil, errors.New("updater: Config.Pool and Config.Metrics are required")
 	}
 	if cfg.Mode != "" {
-		if err := cfg.Mode.UnmarshalText([]byte(cfg.Mode)); err != nil {
+		if err := cfg.Mode.Validate(); err != nil {
 			return nil, fmt.Errorf("updater: mode %q: %w", cfg.Mode, err)
 		}
 	}
@@ -67,19 +66,17 @@ func New(cfg Config) (*Updater, error) {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())) //nolint:gosec // G404: points and floors are a game's draws, not secrets
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	if cfg.Listener == nil {
+		cfg.Listener = nobody{}
+	}
 	cfg.Metrics.CyclePeriod.Set(cfg.Period.Seconds())
 	u := &Updater{cfg: cfg, log: cfg.Logger}
-	u.observeMode(string(cfg.Mode))
+	u.observeMode(cfg.Mode)
 	return u, nil
 }
 
-// OnCommit makes f be called after every committed change of points or
-// floor with the bucket rewritten, or pgsql.AllBuckets when a cycle started
-// (the floor changed, and in strict mode every bucket). Call it before Run.
-func (u *Updater) OnCommit(f func(bucket int)) { u.onCommit = f }
-
 // LeaderStatus reports whether this replica leads, and why it cannot lead
-// when it cannot ("" otherwise): what /status shows of the updater.
+// when it cannot ("" otherwise): what the listener was last told.
 func (u *Updater) LeaderStatus() (leader bool, problem string) {
 	st := u.Status()
 	return st.Leader, st.Problem
@@ -95,6 +92,7 @@ func (u *Updater) Status() Status {
 func (u *Updater) setLeader(leader bool) {
 	u.mu.Lock()
 	u.state.Leader = leader
+	u.cfg.Listener.LeaderChanged(leader, u.state.Problem) // under the lock: told in order
 	u.mu.Unlock()
 	u.cfg.Metrics.Leader.Set(map[bool]float64{true: 1}[leader])
 	if !leader {
@@ -104,15 +102,15 @@ func (u *Updater) setLeader(leader bool) {
 }
 
 // observeMode records the cluster's mode as read from the database.
-func (u *Updater) observeMode(mode string) {
+func (u *Updater) observeMode(mode pointsd.Mode) {
 	if mode == "" {
 		return // unknown: the state row is missing
 	}
 	u.mu.Lock()
-	u.state.Mode = Mode(mode)
+	u.state.Mode = mode
 	u.mu.Unlock()
-	for _, m := range []Mode{Rolling, Strict} {
-		u.cfg.Metrics.ClusterMode.WithLabelValues(string(m)).Set(map[bool]float64{true: 1}[Mode(mode) == m])
+	for _, m := range pointsd.Modes {
+		u.cfg.Metrics.ClusterMode.WithLabelValues(m.String()).Set(map[bool]float64{true: 1}[mode == m])
 	}
 }
 
@@ -122,6 +120,9 @@ func (u *Updater) setProblem(why string) {
 	u.mu.Lock()
 	old := u.state.Problem
 	u.state.Problem = why
+	if why != old {
+		u.cfg.Listener.LeaderChanged(u.state.Leader, why)
+	}
 	u.mu.Unlock()
 	u.cfg.Metrics.LeaderEligible.Set(map[bool]float64{true: 1}[why == ""])
 	switch why {
@@ -156,7 +157,7 @@ func (u *Updater) Run(ctx context.Context) {
 			return // ctx ended
 		}
 		u.setLeader(true)
-		u.log.Info("leading: this replica runs the updater", slog.String("cluster_mode", string(u.Status().Mode)), slog.Int64("term", term))
+		u.log.Info("leading: this replica runs the updater", slog.String("cluster_mode", u.Status().Mode.String()), slog.Int64("term", term))
 		stepDown := u.lead(lead, term)
 		release()
 		u.setLeader(false)
@@ -183,11 +184,11 @@ const maxFailedCycles = 3
 
 // newCycle draws the floor and seed of cycle number n. A paced cycle
 // publishes the period it is paced on, and the spread of its slots.
-func (u *Updater) newCycle(n int64, start time.Time, spread time.Duration, mode Mode) pgsql.Cycle {
-	c := pgsql.Cycle{
-		Schedule: pgsql.Schedule{Cycle: n, Floor: pgsql.DrawFloor(u.cfg.Rand), StartedAt: start},
+func (u *Updater) newCycle(n int64, start time.Time, spread time.Duration, mode pointsd.Mode) pointsd.Cycle {
+	c := pointsd.Cycle{
+		Schedule: pointsd.Schedule{Cycle: n, Floor: pgsql.DrawFloor(u.cfg.Rand), StartedAt: start},
 		Seed:     int64(u.cfg.Rand.Uint64()), //nolint:gosec // G115: 64 random bits, reinterpreted
-		Mode:     string(mode),
+		Mode:     mode,
 	}
 	if spread > 0 {
 		c.Period, c.Spread = u.cfg.Period, spread
@@ -196,8 +197,8 @@ func (u *Updater) newCycle(n int64, start time.Time, spread time.Duration, mode 
 }
 
 // cycleOf is the cycle st describes, to resume it.
-func cycleOf(st pgsql.State) pgsql.Cycle {
-	return pgsql.Cycle{Schedule: st.Schedule, Seed: st.Seed, Mode: st.Mode}
+func cycleOf(st pointsd.State) pointsd.Cycle {
+	return pointsd.Cycle{Schedule: st.Schedule, Seed: st.Seed, Mode: st.Mode}
 }
 
 // now is the time the schedule is kept on: the database's, when known.

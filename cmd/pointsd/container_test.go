@@ -36,11 +36,11 @@ func TestAgainstAContainerPostgres(t *testing.T) {
 
 	env := map[string]string{"DATABASE_URL": srv.URL}
 	for _, args := range [][]string{{"migrate", "-partitions", "4"}, {"seed", "-users", "2000"}} {
-		if code, out, stderr := pointsd(t, ctx, env, args...); code != 0 {
+		if code, out, stderr := runPointsd(t, ctx, env, args...); code != 0 {
 			t.Fatalf("%s: exit %d\n%s%s", strings.Join(args, " "), code, out, stderr)
 		}
 	}
-	code, out, stderr := pointsd(t, ctx, env, "cycle", "-mode", "strict")
+	code, out, stderr := runPointsd(t, ctx, env, "cycle", "-mode", "strict")
 	if want := "cycle 1 (strict): 2000 users in 4 buckets in "; code != 0 || !strings.HasPrefix(out, want) {
 		t.Fatalf("cycle: exit %d, %q %q; want %q", code, out, stderr, want)
 	}

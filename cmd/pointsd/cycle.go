@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
 	"github.com/pointsd/pointsd/updater"
@@ -16,7 +17,7 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("cycle", "[-mode strict|rolling] [-workers W]",
 		"Runs one update cycle now (rolling: the buckets back to back, no pacing), prints its duration, exits.\n"+
 			"Refuses to run while a pointsd serve leads: its cycles already run.")
-	var mode updater.Mode // none: the cluster's mode
+	var mode pointsd.Mode // none: the cluster's mode
 	fs.TextVar(&mode, "mode", mode, "update mode: rolling (one transaction per bucket) or strict (one transaction);\nwhen not given, the cluster's mode (see pointsd mode)")
 	workers := fs.Int("workers", updater.DefaultWorkers, fmt.Sprintf("rolling: buckets updated at once, 1..%d", updater.MaxWorkers))
 	level := addLogLevel(fs)
@@ -62,7 +63,7 @@ func runCycle(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	fmt.Fprintf(stdout, "cycle %d (%s): %d users in %d buckets in %s",
 		res.Cycle, res.Mode, res.Rows, res.Buckets, res.Took.Round(time.Millisecond))
-	if res.Mode == updater.Rolling {
+	if res.Mode == pointsd.Rolling {
 		fmt.Fprintf(stdout, " (bucket p50 %s, max %s)", res.BucketP50.Round(time.Millisecond), res.BucketMax.Round(time.Millisecond))
 	}
 	fmt.Fprintln(stdout)

@@ -11,7 +11,7 @@ import (
 func TestModeHelpNamesNoDefault(t *testing.T) {
 	t.Parallel()
 	for _, cmd := range []string{"serve", "cycle"} {
-		_, stdout, _ := pointsd(t, context.Background(), nil, cmd, "-h")
+		_, stdout, _ := runPointsd(t, context.Background(), nil, cmd, "-h")
 		i := strings.Index(stdout, "\n  -mode ")
 		if i < 0 {
 			t.Fatalf("pointsd %s -h has no -mode:\n%s", cmd, stdout)

@@ -19,9 +19,9 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// pointsd runs the command line as main would and returns the exit status
+// runPointsd runs the command line as main would and returns the exit status
 // and what was printed.
-func pointsd(t *testing.T, ctx context.Context, env map[string]string, args ...string) (code int, stdout, stderr string) {
+func runPointsd(t *testing.T, ctx context.Context, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err := run(ctx, args, func(k string) string { return env[k] }, &out, &errOut)
@@ -59,7 +59,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"cycle", "-mode", "all"}, env, "flag -mode"},
 	}
 	for _, c := range cases {
-		code, _, stderr := pointsd(t, context.Background(), c.env, c.args...)
+		code, _, stderr := runPointsd(t, context.Background(), c.env, c.args...)
 		lines := strings.Split(strings.TrimSpace(stderr), "\n")
 		last := lines[len(lines)-1]
 		if code != 2 || !strings.Contains(last, c.want) {
@@ -71,7 +71,7 @@ func TestUsageErrorsExit2WithOneLine(t *testing.T) {
 func TestHelpExits0(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"-h"}, {"migrate", "-h"}, {"seed", "-h"}, {"cycle", "-h"}, {"serve", "-h"}} {
-		code, stdout, _ := pointsd(t, context.Background(), nil, args...)
+		code, stdout, _ := runPointsd(t, context.Background(), nil, args...)
 		if code != 0 || !strings.Contains(stdout, "Usage: pointsd") {
 			t.Errorf("pointsd %v: exit %d, stdout %q; want usage and exit 0", args, code, stdout)
 		}
@@ -89,7 +89,7 @@ func TestUnreachableDatabaseExits1(t *testing.T) {
 	defer func() { _ = silent.Close() }()
 	for _, addr := range []string{"127.0.0.1:1", silent.Addr().String()} {
 		env := map[string]string{"DATABASE_URL": "postgres://nobody@" + addr + "/none?connect_timeout=1"}
-		code, _, stderr := pointsd(t, context.Background(), env, "migrate")
+		code, _, stderr := runPointsd(t, context.Background(), env, "migrate")
 		if code != 1 || !strings.HasPrefix(stderr, "pointsd: database unreachable ("+addr) || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("exit %d, stderr %q; want exit 1 and one line naming %s", code, stderr, addr)
 		}
@@ -102,14 +102,14 @@ func TestSeedTwiceLeavesExactlyOneMillion(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": url}
 	ctx := context.Background()
 
-	if code, _, stderr := pointsd(t, ctx, env, "seed"); code != 1 || !strings.Contains(stderr, "run pointsd migrate first") {
+	if code, _, stderr := runPointsd(t, ctx, env, "seed"); code != 1 || !strings.Contains(stderr, "run pointsd migrate first") {
 		t.Fatalf("seed before migrate: exit %d, %q; want a hint to migrate", code, stderr)
 	}
-	if code, out, stderr := pointsd(t, ctx, env, "migrate"); code != 0 || !strings.Contains(out, "60 partitions") {
+	if code, out, stderr := runPointsd(t, ctx, env, "migrate"); code != 0 || !strings.Contains(out, "60 partitions") {
 		t.Fatalf("migrate: exit %d, %q %q", code, out, stderr)
 	}
 	for i, want := range []string{"(0 existed, 1000000 added)", "(1000000 existed, 0 added)"} {
-		code, out, stderr := pointsd(t, ctx, env, "seed")
+		code, out, stderr := runPointsd(t, ctx, env, "seed")
 		if code != 0 || !strings.Contains(out, "1000000 users "+want) {
 			t.Fatalf("seed #%d: exit %d, %q %q; want %q", i+1, code, out, stderr, want)
 		}
@@ -124,19 +124,19 @@ func TestMigrateOtherPartitionCountFails(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"DATABASE_URL": pgtest.NewDB(t, pgtest.Options{Empty: true})}
 	ctx := context.Background()
-	if code, _, stderr := pointsd(t, ctx, env, "migrate"); code != 0 {
+	if code, _, stderr := runPointsd(t, ctx, env, "migrate"); code != 0 {
 		t.Fatalf("migrate: exit %d, %q", code, stderr)
 	}
-	code, _, stderr := pointsd(t, ctx, env, "migrate", "-partitions", "7")
+	code, _, stderr := runPointsd(t, ctx, env, "migrate", "-partitions", "7")
 	if code != 1 || !strings.Contains(stderr, "users has 60 partitions, -partitions asks for 7") {
 		t.Fatalf("migrate -partitions 7: exit %d, %q; want exit 1 about partitions", code, stderr)
 	}
 	// The environment counts as asking, and the command line wins over it.
 	env["POINTSD_PARTITIONS"] = "7"
-	if code, _, _ := pointsd(t, ctx, env, "migrate"); code != 1 {
+	if code, _, _ := runPointsd(t, ctx, env, "migrate"); code != 1 {
 		t.Errorf("POINTSD_PARTITIONS=7 migrate: exit %d, want 1", code)
 	}
-	if code, _, stderr := pointsd(t, ctx, env, "migrate", "-partitions", "60"); code != 0 {
+	if code, _, stderr := runPointsd(t, ctx, env, "migrate", "-partitions", "60"); code != 0 {
 		t.Errorf("POINTSD_PARTITIONS=7 migrate -partitions 60: exit %d, %q; want 0", code, stderr)
 	}
 }
@@ -145,7 +145,7 @@ func TestSeedUsersFromEnvironment(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewDB(t, pgtest.Options{})
 	env := map[string]string{"DATABASE_URL": url, "POINTSD_USERS": "1234"}
-	if code, out, stderr := pointsd(t, context.Background(), env, "seed"); code != 0 || !strings.HasPrefix(out, "1234 users") {
+	if code, out, stderr := runPointsd(t, context.Background(), env, "seed"); code != 0 || !strings.HasPrefix(out, "1234 users") {
 		t.Fatalf("POINTSD_USERS=1234 seed: exit %d, %q %q", code, out, stderr)
 	}
 }
@@ -158,7 +158,7 @@ func TestServeLeadsRunsCyclesAndStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
-		code, _, stderr := pointsd(t, ctx, env, "serve", "-addr", addr, "-mode", "strict")
+		code, _, stderr := runPointsd(t, ctx, env, "serve", "-addr", addr, "-mode", "strict")
 		if code != 0 {
 			t.Errorf("serve: exit %d, %s", code, stderr)
 		}
@@ -238,7 +238,7 @@ func TestCycleRunsOneCycleAndPrintsIt(t *testing.T) {
 	env := map[string]string{"DATABASE_URL": url}
 	ctx := context.Background()
 	for i, mode := range []string{"strict", "rolling"} {
-		code, out, stderr := pointsd(t, ctx, env, "cycle", "-mode", mode)
+		code, out, stderr := runPointsd(t, ctx, env, "cycle", "-mode", mode)
 		want := fmt.Sprintf("cycle %d (%s): 3000 users in 5 buckets in ", i+1, mode)
 		if code != 0 || !strings.HasPrefix(out, want) {
 			t.Fatalf("cycle -mode %s: exit %d, %q %q; want %q", mode, code, out, stderr, want)
@@ -262,7 +262,7 @@ func TestCycleRunsOneCycleAndPrintsIt(t *testing.T) {
 		return ok
 	})
 	defer func() { _, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`) }()
-	if code, _, stderr := pointsd(t, ctx, env, "cycle"); code != 1 || !strings.Contains(stderr, "a pointsd serve is leading") {
+	if code, _, stderr := runPointsd(t, ctx, env, "cycle"); code != 1 || !strings.Contains(stderr, "a pointsd serve is leading") {
 		t.Fatalf("cycle under a leader: exit %d, %q; want exit 1 saying a serve leads", code, stderr)
 	}
 }
@@ -290,14 +290,14 @@ func TestErrorsAreNotDisguised(t *testing.T) {
 		t.Skip("needs a postgres@ URL to swap the role in")
 	}
 	env := map[string]string{"DATABASE_URL": asRole}
-	if code, _, stderr := pointsd(t, ctx, env, "seed", "-users", "10"); code != 1 ||
+	if code, _, stderr := runPointsd(t, ctx, env, "seed", "-users", "10"); code != 1 ||
 		!strings.Contains(stderr, "permission denied") || strings.Contains(stderr, "migrate") {
 		t.Errorf("seed without SELECT on the schema: exit %d, %q; want the permission error, not a hint to migrate", code, stderr)
 	}
 	if _, err := pool.Exec(ctx, `GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO `+role); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, stderr := pointsd(t, ctx, env, "cycle"); code != 1 ||
+	if code, _, stderr := runPointsd(t, ctx, env, "cycle"); code != 1 ||
 		!strings.Contains(stderr, "permission denied") || strings.Contains(stderr, "leading") {
 		t.Errorf("cycle without the lock function: exit %d, %q; want the permission error, not that a serve leads", code, stderr)
 	}

@@ -6,8 +6,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/pgsql"
-	"github.com/pointsd/pointsd/updater"
 )
 
 func runMode(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -19,7 +19,7 @@ func runMode(ctx context.Context, args []string, getenv func(string) string, std
 	if err := parseFlagsArgs(fs, args, getenv, stdout, 1); err != nil {
 		return err
 	}
-	var mode updater.Mode
+	var mode pointsd.Mode
 	set := fs.NArg() == 1
 	if set {
 		if err := mode.UnmarshalText([]byte(fs.Arg(0))); err != nil {
@@ -35,7 +35,7 @@ func runMode(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if set {
-		from, err := pgsql.SetClusterMode(ctx, pool, string(mode))
+		from, err := pgsql.SetClusterMode(ctx, pool, mode)
 		if err != nil {
 			return err
 		}
@@ -72,7 +72,7 @@ func runMode(ctx context.Context, args []string, getenv func(string) string, std
 }
 
 // nextStart says when the next cycle starts, as the leader published it.
-func nextStart(st pgsql.State, now time.Time) string {
+func nextStart(st pointsd.State, now time.Time) string {
 	if st.NextStart == nil {
 		return "not scheduled: no leader has published its schedule"
 	}

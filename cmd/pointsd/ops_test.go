@@ -16,7 +16,7 @@ import (
 func TestVersion(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{{"version"}, {"-version"}} {
-		code, out, _ := pointsd(t, context.Background(), nil, args...)
+		code, out, _ := runPointsd(t, context.Background(), nil, args...)
 		if code != 0 || !strings.HasPrefix(out, "pointsd ") || !strings.Contains(out, runtime.Version()) {
 			t.Errorf("pointsd %v: exit %d, %q; want the version, commit and Go version", args, code, out)
 		}
@@ -101,7 +101,7 @@ func status(t *testing.T, method, url string) int {
 
 func TestBadLogLevelExits2(t *testing.T) {
 	t.Parallel()
-	code, _, stderr := pointsd(t, context.Background(), nil, "serve", "-log-level", "loud")
+	code, _, stderr := runPointsd(t, context.Background(), nil, "serve", "-log-level", "loud")
 	if code != 2 || !strings.Contains(stderr, "flag -log-level: must be debug, info, warn or error") {
 		t.Errorf("exit %d, %q", code, stderr)
 	}

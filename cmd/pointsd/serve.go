@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
@@ -21,7 +22,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlagSet("serve", "[flags]",
 		"Migrates the schema, serves HTTP and, when leader among replicas, runs the updater.")
 	addr := fs.String("addr", "127.0.0.1:4000", "HTTP listen address")
-	var mode updater.Mode // none: the cluster's stored mode stands
+	var mode pointsd.Mode // none: the cluster's stored mode stands
 	fs.TextVar(&mode, "mode", mode, "set the cluster's update mode at startup: rolling (one transaction per bucket, spread across the period)\n"+
 		"or strict (one transaction); when not given, the mode stored in the database stands (see pointsd mode)")
 	period := fs.Duration("period", updater.DefaultPeriod, fmt.Sprintf("time between cycle starts (cycles start on wall-clock multiples of it), at least %v", updater.MinPeriod))
@@ -98,22 +99,23 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	// in the background by serveUntilDone): the leader publishes and
 	// sleeps on it, and the cache decides its reuse window on it.
 	dbClock := pgsql.NewClock(nil)
-	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log, Instance: instance, Clock: dbClock,
-		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow})
-	if err != nil {
-		return err
-	}
-	api, err := httpapi.New(httpapi.Config{Pool: pool, Direct: upool, Logger: log, Metrics: m, Replica: upd,
+	api, err := httpapi.New(httpapi.Config{Pool: pool, Direct: upool, Logger: log, Metrics: m,
 		NoCache: !*useCache, CacheMaxAge: *maxAge, Clock: dbClock, Instance: instance, ReplicaQueryTime: *queryTime == "replica"})
 	if err != nil {
 		return err
 	}
-	// The leader's own commits drop its cached answer at once (the other
-	// replicas hear of them by NOTIFY).
-	upd.OnCommit(api.Committed)
+	// The wiring goes one way: the updater tells the API of its commits,
+	// its leadership and the damage it finds. The leader's own commits
+	// drop its cached answer at once. The other replicas hear of them by
+	// NOTIFY.
+	upd, err := updater.New(updater.Config{Pool: upool, Metrics: m, Logger: log, Instance: instance, Clock: dbClock,
+		Mode: mode, Period: *period, Workers: *workers, SlowCycle: *slow, Listener: api})
+	if err != nil {
+		return err
+	}
 	dbc := pool.Config().ConnConfig
 	log.Info("starting pointsd", slog.String("version", b.Version), slog.String("revision", b.Revision),
-		slog.String("go", b.GoVersion), slog.String("addr", *addr), slog.String("mode", cmp.Or(string(mode), "(the cluster's)")),
+		slog.String("go", b.GoVersion), slog.String("addr", *addr), slog.String("mode", cmp.Or(mode.String(), "(the cluster's)")),
 		slog.Duration("period", *period), slog.Int("workers", *workers), slog.Duration("slow_cycle", *slow),
 		slog.Bool("cache", *useCache), slog.Duration("cache_max_age", *maxAge), slog.String("query_time", *queryTime), slog.Duration("shutdown_delay", *delay),
 		slog.String("debug_addr", *debugAddr), slog.String("log_level", level.String()),

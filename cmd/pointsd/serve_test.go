@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/pgsql"
 )
@@ -60,7 +61,7 @@ func TestModeSwitchesTheWholeCluster(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			st := readStateT(t, pool)
-			if st.Cycle > from+1 && st.Mode == mode && st.ClusterMode == mode {
+			if st.Cycle > from+1 && st.Mode == pointsd.Mode(mode) && st.ClusterMode == pointsd.Mode(mode) {
 				return
 			}
 			if time.Now().After(deadline) {
@@ -72,7 +73,7 @@ func TestModeSwitchesTheWholeCluster(t *testing.T) {
 	waitCycleMode("rolling") // a new database starts in rolling
 
 	for _, mode := range []string{"strict", "rolling"} {
-		code, out, stderr := pointsd(t, ctx, env, "mode", mode)
+		code, out, stderr := runPointsd(t, ctx, env, "mode", mode)
 		if code != 0 || !strings.HasPrefix(out, "cluster mode set to "+mode+": it applies from cycle ") {
 			t.Fatalf("pointsd mode %s: exit %d, %q %q", mode, code, out, stderr)
 		}
@@ -83,7 +84,7 @@ func TestModeSwitchesTheWholeCluster(t *testing.T) {
 			}
 		}
 	}
-	code, out, _ := pointsd(t, ctx, env, "mode")
+	code, out, _ := runPointsd(t, ctx, env, "mode")
 	if code != 0 || !strings.Contains(out, "cluster mode:  rolling") || !strings.Contains(out, "leader:        a pointsd serve leads") {
 		t.Errorf("pointsd mode: exit %d, %q", code, out)
 	}
@@ -98,12 +99,12 @@ func TestModeSwitchesTheWholeCluster(t *testing.T) {
 func TestModeErrors(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewDB(t, pgtest.Options{})
-	if code, _, stderr := pointsd(t, context.Background(), map[string]string{"DATABASE_URL": url}, "mode", "fast"); code != 2 ||
+	if code, _, stderr := runPointsd(t, context.Background(), map[string]string{"DATABASE_URL": url}, "mode", "fast"); code != 2 ||
 		!strings.Contains(stderr, `pointsd mode: invalid mode "fast": must be rolling or strict`) {
 		t.Errorf("pointsd mode fast: exit %d, %q; want 2 and the reason", code, stderr)
 	}
 	env := map[string]string{"DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"}
-	if code, _, stderr := pointsd(t, context.Background(), env, "mode", "strict"); code != 1 ||
+	if code, _, stderr := runPointsd(t, context.Background(), env, "mode", "strict"); code != 1 ||
 		!strings.HasPrefix(stderr, "pointsd: database unreachable") {
 		t.Errorf("pointsd mode strict, database down: exit %d, %q; want 1", code, stderr)
 	}
@@ -117,7 +118,7 @@ func serveInBackground(t *testing.T, env map[string]string, args ...string) (sto
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if code, _, stderr := pointsd(t, ctx, env, append([]string{"serve"}, args...)...); code != 0 {
+		if code, _, stderr := runPointsd(t, ctx, env, append([]string{"serve"}, args...)...); code != 0 {
 			t.Errorf("serve %v: exit %d, %s", args, code, stderr)
 		}
 	}()
@@ -153,7 +154,7 @@ type response struct {
 	Status     string
 }
 
-func readStateT(t *testing.T, db pgsql.DBTX) pgsql.State {
+func readStateT(t *testing.T, db pgsql.DBTX) pointsd.State {
 	t.Helper()
 	st, err := pgsql.ReadState(context.Background(), db)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 func TestSizeRecommends(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	code, out, errOut := pointsd(t, ctx, nil, "size", "-users", "10000000", "-period", "30s", "-db-cores", "4", "-db-memory-gib", "16")
+	code, out, errOut := runPointsd(t, ctx, nil, "size", "-users", "10000000", "-period", "30s", "-db-cores", "4", "-db-memory-gib", "16")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -21,7 +21,7 @@ func TestSizeRecommends(t *testing.T) {
 			t.Errorf("size output lacks %q:\n%s", want, out)
 		}
 	}
-	code, out, _ = pointsd(t, ctx, nil, "size", "-users", "1000000000", "-db-cores", "8")
+	code, out, _ = runPointsd(t, ctx, nil, "size", "-users", "1000000000", "-db-cores", "8")
 	if code != 0 || !strings.Contains(out, "does NOT fit") || !strings.Contains(out, "docs/SCALING.md") {
 		t.Errorf("1e9 users on 8 cores: exit %d, want 0 and a plain 'does NOT fit' pointing at docs/SCALING.md:\n%s", code, out)
 	}

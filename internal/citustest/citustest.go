@@ -177,8 +177,8 @@ func NewDB(t testing.TB, opts Options) string {
 	return u
 }
 
-// OffDraw counts users whose points are not the draw their bucket records
-// (0 for a bucket never rewritten): pgtest.OffDraw on Citus, where a
+// OffDraw counts users whose points are not their bucket's draw
+// (pointsd_bucket_draw): pgtest.OffDraw on Citus, where a
 // user's bucket is not its tableoid (that is a shard's, on a worker). One
 // statement per bucket, each on that bucket's partition, with the bucket's
 // cycle and seed read first: call it when no cycle runs.
@@ -200,7 +200,7 @@ func OffDraw(t testing.TB, db pgsql.DBTX) int64 {
 		}
 		var n int64
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM `+b.Partition.Sanitize()+`
-			WHERE points <> CASE WHEN $1::bigint = 0 THEN 0 ELSE pointsd_draw(id, $2) END`, b.Cycle, seed).Scan(&n); err != nil {
+			WHERE points <> pointsd_bucket_draw(id, $1, $2)`, b.Cycle, seed).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		total += n

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/internal/citustest"
 	"github.com/pointsd/pointsd/internal/pgtest"
@@ -30,7 +31,7 @@ func TestRollingAndStrictCycles(t *testing.T) {
 	if n := citustest.OffDraw(t, pool); n != 0 {
 		t.Fatalf("%d users off their draw after seeding", n)
 	}
-	for _, mode := range []updater.Mode{updater.Rolling, updater.Strict, updater.Rolling} {
+	for _, mode := range []pointsd.Mode{pointsd.Rolling, pointsd.Strict, pointsd.Rolling} {
 		u, _, _ := newUpdater(t, url, updater.Config{Mode: mode})
 		res, err := u.RunCycle(ctx)
 		if err != nil {
@@ -40,7 +41,7 @@ func TestRollingAndStrictCycles(t *testing.T) {
 			t.Errorf("%s cycle %d rewrote %d users, want %d", mode, res.Cycle, res.Rows, users)
 		}
 		st := allBucketsAt(t, pool)
-		if st.Mode != string(mode) || st.FinishedAt == nil {
+		if st.Mode != mode || st.FinishedAt == nil {
 			t.Errorf("state after the %s cycle: mode %s, finished %v", mode, st.Mode, st.FinishedAt)
 		}
 		if n := citustest.OffDraw(t, pool); n != 0 {
@@ -105,7 +106,7 @@ func TestWorkerCrashMidCycle(t *testing.T) {
 		return e.Kind == updater.EventBucket && e.Bucket >= 1
 	})
 
-	api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet, Replica: u})
+	api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

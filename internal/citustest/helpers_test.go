@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/internal/testhook"
 	"github.com/pointsd/pointsd/metrics"
@@ -92,7 +93,7 @@ func finished(n int64) func(updater.Event) bool {
 
 // allBucketsAt fails t unless every bucket was rewritten in the state's
 // current cycle, with its seed.
-func allBucketsAt(t *testing.T, db pgsql.DBTX) pgsql.State {
+func allBucketsAt(t *testing.T, db pgsql.DBTX) pointsd.State {
 	t.Helper()
 	st, err := pgsql.ReadState(context.Background(), db)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/citustest"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/pgsql"
@@ -17,9 +18,9 @@ import (
 func TestMain(m *testing.M) { citustest.Main(m) }
 
 // Migrate on a Citus coordinator distributes users (and every partition,
-// colocated) by id over the workers, distributes pointsd_draw, and keeps
-// the state on the coordinator, where the leader lock and notifications
-// live.
+// colocated) by id over the workers, distributes pointsd_draw and
+// pointsd_bucket_draw, and keeps the state on the coordinator, where the
+// leader lock and notifications live.
 func TestMigrateDistributesUsers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -32,7 +33,8 @@ func TestMigrateDistributesUsers(t *testing.T) {
 		SELECT count(*), count(DISTINCT colocationid),
 		       (SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'users_p0'::regclass),
 		       (SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'users_p0'::regclass),
-		       EXISTS (SELECT FROM pg_dist_object WHERE objid = 'pointsd_draw(bigint,bigint)'::regprocedure),
+		       EXISTS (SELECT FROM pg_dist_object WHERE objid = 'pointsd_draw(bigint,bigint)'::regprocedure)
+		       AND EXISTS (SELECT FROM pg_dist_object WHERE objid = 'pointsd_bucket_draw(bigint,bigint,bigint)'::regprocedure),
 		       NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid IN ('buckets'::regclass, 'cycle_state'::regclass))
 		FROM pg_dist_partition WHERE logicalrelid::text LIKE 'users%' AND partmethod = 'h'`).
 		Scan(&tables, &colocations, &shards, &workersWithShards, &drawDistributed, &stateLocal)
@@ -46,7 +48,7 @@ func TestMigrateDistributesUsers(t *testing.T) {
 		t.Errorf("a partition has %d shards on %d workers, want %d on %d", shards, workersWithShards, pgsql.CitusShards, citustest.Workers)
 	}
 	if !drawDistributed {
-		t.Error("pointsd_draw is not a distributed function: the workers could not run the draws")
+		t.Error("pointsd_draw or pointsd_bucket_draw is not a distributed function: the workers could not run the draws")
 	}
 	if !stateLocal {
 		t.Error("buckets or cycle_state is distributed; they belong on the coordinator")
@@ -179,7 +181,7 @@ func TestMigrateDistributesExistingUsers(t *testing.T) {
 	if local != 0 {
 		t.Errorf("the coordinator keeps %d bytes of users partitions", local)
 	}
-	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
+	u, _, _ := newUpdater(t, url, updater.Config{Mode: pointsd.Rolling})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +233,7 @@ func TestRepairDroppedPartition(t *testing.T) {
 	if n != 4000 {
 		t.Errorf("%d users after repair and seed, want 4000", n)
 	}
-	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
+	u, _, _ := newUpdater(t, url, updater.Config{Mode: pointsd.Rolling})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}

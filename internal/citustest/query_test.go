@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/httpapi"
 	"github.com/pointsd/pointsd/internal/citustest"
 	"github.com/pointsd/pointsd/internal/pgtest"
@@ -34,7 +35,7 @@ func TestGetOnCitus(t *testing.T) {
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 4, Users: users})
 	pool := pgtest.Pool(t, url)
-	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
+	u, _, _ := newUpdater(t, url, updater.Config{Mode: pointsd.Rolling})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestGetOnCitus(t *testing.T) {
 	for _, noCache := range []bool{true, false} {
 		// A cached answer lives for a minute unless a notification drops it.
 		api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet,
-			Replica: u, NoCache: noCache, CacheMaxAge: time.Minute})
+			NoCache: noCache, CacheMaxAge: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +105,7 @@ func checkNotified(t *testing.T, url string, api *httpapi.API, srv string) {
 		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pointsd-listen' AND query ILIKE 'listen%'`).Scan(&n)
 		return err == nil && n > 0
 	})
-	other, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Strict})
+	other, _, _ := newUpdater(t, url, updater.Config{Mode: pointsd.Strict})
 	if _, err := other.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestQueryNeverPairsTornPoints(t *testing.T) {
 	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 4, Users: users})
 	pool := pgtest.Pool(t, url)
-	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
+	u, _, _ := newUpdater(t, url, updater.Config{Mode: pointsd.Rolling})
 	if _, err := u.RunCycle(ctx); err != nil {
 		t.Fatal(err)
 	}

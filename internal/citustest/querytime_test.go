@@ -13,7 +13,6 @@ import (
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
-	"github.com/pointsd/pointsd/updater"
 )
 
 // On Citus the previous-query time is exchanged on the coordinator: a
@@ -40,9 +39,8 @@ func TestQueryTimeOnTheCoordinator(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	u, _, _ := newUpdater(t, url, updater.Config{Mode: updater.Rolling})
 	replica := func() string {
-		api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet, Replica: u, NoCache: true})
+		api, err := httpapi.New(httpapi.Config{Pool: pgtest.Pool(t, url), Metrics: metrics.New(), Logger: quiet, NoCache: true})
 		if err != nil {
 			t.Fatal(err)
 		}

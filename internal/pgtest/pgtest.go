@@ -203,16 +203,16 @@ func dbURL(name string) string {
 
 func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 
-// OffDraw counts users whose points are not the draw of the cycle their
-// bucket records (0 for a bucket never rewritten): pointsd's invariant at
-// every moment, mid-cycle included. It also fails t if a bucket's
+// OffDraw counts users whose points are not their bucket's draw
+// (pointsd_bucket_draw): pointsd's invariant at every moment, mid-cycle
+// included. It also fails t if a bucket's
 // partition is gone.
 func OffDraw(t testing.TB, db pgsql.DBTX) int64 {
 	t.Helper()
 	var n int64
 	if err := db.QueryRow(context.Background(), `
 		SELECT count(*) FROM users u JOIN buckets b ON b.partition = u.tableoid
-		WHERE u.points <> CASE WHEN b.cycle = 0 THEN 0 ELSE pointsd_draw(u.id, b.seed) END`).Scan(&n); err != nil {
+		WHERE u.points <> pointsd_bucket_draw(u.id, b.cycle, b.seed)`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/localpg"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
@@ -233,13 +234,13 @@ func cycles(ctx context.Context, s *scaleServer, run *scaleRun) error {
 		return err
 	}
 	defer pool.Close()
-	for _, mode := range []updater.Mode{updater.Strict, updater.Rolling} {
+	for _, mode := range []pointsd.Mode{pointsd.Strict, pointsd.Rolling} {
 		for range 2 {
 			cost, err := cycleOnce(ctx, pool, s.dir, mode)
 			if err != nil {
 				return err
 			}
-			if mode == updater.Strict {
+			if mode == pointsd.Strict {
 				run.strict = cost
 			} else {
 				run.rolling = cost
@@ -250,7 +251,7 @@ func cycles(ctx context.Context, s *scaleServer, run *scaleRun) error {
 	return err
 }
 
-func cycleOnce(ctx context.Context, pool *pgxpool.Pool, dir string, mode updater.Mode) (cycleCost, error) {
+func cycleOnce(ctx context.Context, pool *pgxpool.Pool, dir string, mode pointsd.Mode) (cycleCost, error) {
 	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Mode: mode, Workers: 2,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/updater"
 )
@@ -55,7 +56,7 @@ func benchUpdates(ctx context.Context, c config, r *report) error {
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE users`); err != nil {
 		return err
 	}
-	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Mode: updater.Strict,
+	u, err := updater.New(updater.Config{Pool: pool, Metrics: metrics.New(), Mode: pointsd.Strict,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err

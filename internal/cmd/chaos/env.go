@@ -121,7 +121,7 @@ func (e *env) damage(ctx context.Context) string {
 	if ck := checkUsers(ctx, db, e.cfg.users); !ck.ok {
 		return ck.detail
 	}
-	if off, err := drawsOff(ctx, db); (err != nil && !errors.Is(err, errNoSeed)) || off > 0 {
+	if off, err := drawsOff(ctx, db); (err != nil && !errors.Is(err, errNoBucketDraw)) || off > 0 {
 		return checkDraws(ctx, db).detail
 	}
 	var states, ahead, orphans int

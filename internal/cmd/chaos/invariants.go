@@ -42,26 +42,28 @@ func checkUsers(ctx context.Context, db *pgxpool.Pool, n int64) check {
 	return check{"users", true, fmt.Sprintf("%d, max id %d", count, maxID)}
 }
 
-// errNoSeed: the schema predates buckets.seed, so draws cannot be checked.
-var errNoSeed = errors.New("buckets.seed does not exist (schema before migration 3)")
+// errNoBucketDraw: the schema predates pointsd_bucket_draw (and maybe
+// buckets.seed), so draws cannot be checked.
+var errNoBucketDraw = errors.New("pointsd_bucket_draw does not exist (schema before migration 8)")
 
 // drawsOff counts users whose points are not the draw of the cycle recorded
-// for their bucket (0 for a bucket never rewritten). One statement: one
-// snapshot, in which a bucket and its users were committed together.
+// for their bucket (0 for a bucket never rewritten), as pointsd_bucket_draw
+// says. One statement: one snapshot, in which a bucket and its users were
+// committed together.
 func drawsOff(ctx context.Context, db *pgxpool.Pool) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	var hasSeed bool
-	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM information_schema.columns
-		WHERE table_schema = 'public' AND table_name = 'buckets' AND column_name = 'seed')`).Scan(&hasSeed); err != nil {
+	var hasDraw bool
+	if err := db.QueryRow(ctx,
+		`SELECT to_regprocedure('pointsd_bucket_draw(bigint,bigint,bigint)') IS NOT NULL`).Scan(&hasDraw); err != nil {
 		return 0, err
 	}
-	if !hasSeed {
-		return 0, errNoSeed
+	if !hasDraw {
+		return 0, errNoBucketDraw
 	}
 	var off int64
 	err := db.QueryRow(ctx, `SELECT count(*) FROM users u JOIN buckets b ON b.partition = u.tableoid
-		WHERE u.points <> CASE WHEN b.cycle = 0 THEN 0 ELSE pointsd_draw(u.id, b.seed) END`).Scan(&off)
+		WHERE u.points <> pointsd_bucket_draw(u.id, b.cycle, b.seed)`).Scan(&off)
 	return off, err
 }
 

@@ -13,8 +13,8 @@ import (
 // must have had those points, above the floor, at some moment while the
 // request was served. Points and floors are not sampled: triggers record
 // each bucket's (cycle, seed) and each floor as they commit, and a user's
-// points at any time are pointsd_draw(id, seed) of its bucket's last write
-// before it (0 before the first). The same record names every bucket write
+// points at any time are pointsd_bucket_draw(id, cycle, seed) of its
+// bucket's last write before it. The same record names every bucket write
 // that commits a cycle older than cycle_state's: a stale leader's.
 //
 // The triggers are deferred constraint triggers, so they run at commit, and
@@ -121,8 +121,7 @@ WITH a AS (
 ), w AS (
 	SELECT n, id, points, fl, pts FROM v
 	CROSS JOIN LATERAL (VALUES (fn), (fo)) f(fl)
-	CROSS JOIN LATERAL (VALUES (CASE WHEN cn = 0 THEN 0 WHEN cn > 0 THEN pointsd_draw(id, sn) END),
-	                           (CASE WHEN co = 0 THEN 0 WHEN co > 0 THEN pointsd_draw(id, so) END)) p(pts)
+	CROSS JOIN LATERAL (VALUES (pointsd_bucket_draw(id, cn, sn)), (pointsd_bucket_draw(id, co, so))) p(pts)
 ), u AS (
 	SELECT n, id,
 		coalesce(bool_or(points > fl AND points = pts), false) AS ok,
