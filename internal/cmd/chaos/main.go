@@ -113,7 +113,7 @@ func run() int {
 			log.Printf("   ERROR %v", r.err)
 		}
 	}
-	rep := &report{cfg: c, started: start, took: time.Since(start), results: results, env: e.describe(ctx), code: codeUnderTest(ctx)}
+	rep := &report{cfg: c, started: start, took: time.Since(start), results: results, env: e.describe(ctx), code: codeUnderTest(ctx, c.pointsd)}
 	if ctx.Err() != nil {
 		log.Print("chaos: interrupted; nothing written")
 		return 1

@@ -156,18 +156,16 @@ func newLogRow(scenario string, l logCount) logRow {
 	return row
 }
 
-// codeUnderTest names the commit the binary was built from, and whether the
-// work tree had changes.
-func codeUnderTest(ctx context.Context) string {
-	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
+// codeUnderTest names the build under test, as the binary itself says
+// (pointsd version: the version, "-dirty" for uncommitted changes, and the
+// commit make build stamped in). The work tree's HEAD is not asked: it may
+// have moved on while the matrix ran.
+func codeUnderTest(ctx context.Context, bin string) string {
+	out, err := exec.CommandContext(ctx, bin, "version").Output() //nolint:gosec // bin is our own build of pointsd
 	if err != nil {
 		return ""
 	}
-	s := "commit `" + strings.TrimSpace(string(out)) + "`"
-	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(st))) > 0 {
-		s += " with uncommitted changes"
-	}
-	return s
+	return "`" + strings.TrimSpace(string(out)) + "`"
 }
 
 // cell makes s safe inside a table cell.

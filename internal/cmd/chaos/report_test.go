@@ -21,7 +21,7 @@ func testReport() *report {
 		env:     machine{cores: 2, cpu: "Test CPU @ 2.0GHz", mem: "7.8 GiB", pgVersion: "PostgreSQL 15.20", nofile: 65536},
 		started: started,
 		took:    17*time.Minute + 42*time.Second,
-		code:    "commit `abc1234` with uncommitted changes",
+		code:    "`pointsd abc1234-dirty (commit abc1234def, go1.26.8)`",
 		results: []*result{
 			{
 				name: "leader-kill", title: "leader SIGKILLed, two replicas",
