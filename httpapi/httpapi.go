@@ -129,7 +129,7 @@ func New(cfg Config) (*API, error) {
 			floor: cfg.Metrics.Floor,
 			clock: clock,
 		},
-		clock: clock, ownClock: ownClock, connectListener: connectListener(cmp.Or(cfg.Direct, cfg.Pool)),
+		clock: clock, ownClock: ownClock, connectListener: connectListener(cmp.Or(cfg.Direct, cfg.Pool), cfg.Instance),
 		slots:     make(chan struct{}, max(cfg.Pool.Config().MaxConns-1, 1)),
 		failures:  &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "requests failed", interval: time.Second},
 		observers: observers{vec: cfg.Metrics.HTTPDuration},

@@ -59,12 +59,12 @@ func (a *API) Listen(ctx context.Context) {
 
 // connectListener opens the listener's connection: a copy of the pool's
 // configuration, which must be a direct one (a transaction pooler
-// delivers no notifications). Tests replace it (API.connectListener) to cut the
-// connection.
-func connectListener(pool *pgxpool.Pool) func(context.Context) (*pgx.Conn, error) {
+// delivers no notifications), named for instance like the replica's other
+// sessions. Tests replace it (API.connectListener) to cut the connection.
+func connectListener(pool *pgxpool.Pool, instance string) func(context.Context) (*pgx.Conn, error) {
 	return func(ctx context.Context) (*pgx.Conn, error) {
 		cfg := pool.Config().ConnConfig.Copy()
-		cfg.RuntimeParams["application_name"] = pgsql.ListenSession
+		cfg.RuntimeParams["application_name"] = pgsql.SessionName(pgsql.ListenSession, instance)
 		return pgx.ConnectConfig(ctx, cfg)
 	}
 }

@@ -82,7 +82,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	defer pool.Close()
 	// The updater has its own connections, so that queries and updates
 	// cannot starve each other: direct, and bounded for its work.
-	upool, err := openPool(getenv, int32(*workers+2), session{ //nolint:gosec // G115: ValidateWorkers keeps it to 1..MaxWorkersname: pgsql.SessionName(pgsql.UpdaterSession, instance),
+	// ValidateWorkers keeps *workers to 1..MaxWorkers.
+	upool, err := openPool(getenv, int32(*workers+2), session{ //nolint:gosec // G115: bounded above
+		name:   pgsql.SessionName(pgsql.UpdaterSession, instance),
 		direct: true, limits: updater.SessionLimits(*period)})
 	if err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/pgsql"
@@ -161,4 +163,45 @@ func readStateT(t *testing.T, db pgsql.DBTX) pointsd.State {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestServeNamesItsSessions checks that every session a leading serve
+// opens carries its kind and the replica's instance in application_name:
+// an evicting replica and a new term end the old leader's sessions by
+// those names, and an operator finds them in pg_stat_activity.
+func TestServeNamesItsSessions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 200})
+	pool := pgtest.Pool(t, url)
+	serveInBackground(t, map[string]string{"DATABASE_URL": url, "POINTSD_PERIOD": "300ms"}, "-addr", freeAddr(t))
+	pgtest.Eventually(t, 10*time.Second, "two cycles", func() bool { return readStateT(t, pool).Cycle >= 2 })
+
+	want := []string{pgsql.QuerySession, pgsql.LeaderSession, pgsql.UpdaterSession, pgsql.ListenSession}
+	var kinds, instances map[string]bool
+	pgtest.Eventually(t, 5*time.Second, "a session of each kind", func() bool {
+		rows, err := pool.Query(ctx, `SELECT application_name FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name LIKE 'pointsd%'`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds, instances = map[string]bool{}, map[string]bool{}
+		for _, n := range names {
+			kind, instance, _ := strings.Cut(n, "/")
+			kinds[kind], instances[instance] = true, true
+		}
+		for _, k := range want {
+			if !kinds[k] {
+				return false
+			}
+		}
+		return true
+	})
+	if len(instances) != 1 || instances[""] {
+		t.Errorf("sessions name the instances %v, want one (kinds %v)", instances, kinds)
+	}
 }

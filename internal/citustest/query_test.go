@@ -102,7 +102,7 @@ func checkNotified(t *testing.T, url string, api *httpapi.API, srv string) {
 	// has it, so the cycle's notification cannot be missed.
 	pgtest.Eventually(t, 5*time.Second, "the listener subscribes", func() bool {
 		var n int
-		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pointsd-listen' AND query ILIKE 'listen%'`).Scan(&n)
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pointsd-listen/%' AND query ILIKE 'listen%'`).Scan(&n)
 		return err == nil && n > 0
 	})
 	other, _, _ := newUpdater(t, url, updater.Config{Mode: pointsd.Strict})
