@@ -72,7 +72,7 @@ func TestReferenceMetrics(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if code, _, stderr := pointsd(t, ctx, env, "serve", "-addr", addr); code != 0 {
+		if code, _, stderr := command(t, ctx, env, "serve", "-addr", addr); code != 0 {
 			t.Errorf("serve: exit %d, %s", code, stderr)
 		}
 	}()

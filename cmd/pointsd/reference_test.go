@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -15,6 +16,16 @@ import (
 // The tests of this file keep docs/REFERENCE.md true: its flags against
 // pointsd <command> -h and its environment against what this package
 // reads. reference_metrics_test.go checks its metrics.
+
+// command runs a command line as main would, and returns its exit status
+// and output. (It is this file's own, so that it does not depend on the
+// name of main_test.go's helper.)
+func command(t *testing.T, ctx context.Context, env map[string]string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(ctx, args, func(k string) string { return env[k] }, &out, &errOut)
+	return exitCode(err, &errOut), out.String(), errOut.String()
+}
 
 func reference(t *testing.T) string {
 	t.Helper()
@@ -64,7 +75,7 @@ func sameDefault(doc, help string) bool {
 func TestReferenceFlags(t *testing.T) {
 	t.Parallel()
 	ref := reference(t)
-	_, usage, _ := pointsd(t, context.Background(), nil, "-h")
+	_, usage, _ := command(t, context.Background(), nil, "-h")
 	_, list, ok := strings.Cut(usage, "Commands:\n")
 	if !ok {
 		t.Fatalf("pointsd -h lists no commands:\n%s", usage)
@@ -85,7 +96,7 @@ func TestReferenceFlags(t *testing.T) {
 			t.Errorf("docs/REFERENCE.md: command %s: %v", cmd, err)
 			continue
 		}
-		_, help, _ := pointsd(t, context.Background(), nil, cmd, "-h")
+		_, help, _ := command(t, context.Background(), nil, cmd, "-h")
 		documented := map[string]string{} // flag name → its default cell
 		for _, r := range rows {
 			code := doccheck.Code(r[0])
