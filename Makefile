@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: build build-pointsd run test lint bench bench-scale chaos stack-test fmt-check vet db-stop clean
+.PHONY: build build-pointsd run test lint bench bench-scale chaos stack-test fmt-check vet db-stop diagram clean
 
 # A static (no cgo), -trimpath binary, and the dev runner make run uses.
 build: build-pointsd
@@ -124,6 +124,16 @@ db-stop:
 	@if [ -f .data/pg/postmaster.pid ]; then \
 		if [ "$$(id -u)" = 0 ]; then runuser -u postgres -- pg_ctl stop -D .data/pg -m fast; \
 		else pg_ctl stop -D .data/pg -m fast; fi; fi
+
+# Renders docs/architecture.svg from docs/architecture.dot with Graphviz
+# (Debian's graphviz, installed when missing) and records the source's
+# sha256 in it: docs/docs_test.go fails when the two part.
+diagram:
+	@command -v dot >/dev/null || { echo "installing graphviz"; apt-get install -y -qq graphviz >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; }; }
+	dot -Tsvg docs/architecture.dot > docs/architecture.svg.tmp
+	echo "<!-- source docs/architecture.dot sha256 $$(sha256sum < docs/architecture.dot | cut -d' ' -f1) -->" >> docs/architecture.svg.tmp
+	mv docs/architecture.svg.tmp docs/architecture.svg
 
 clean:
 	rm -rf bin

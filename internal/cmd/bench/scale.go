@@ -35,7 +35,7 @@ type profile struct {
 }
 
 var (
-	// tuned is make run's: the settings README recommends.
+	// tuned is make run's: the settings docs/OPERATIONS.md recommends.
 	tuned = profile{"tuned", "make run's: shared_buffers 512MB, max_wal_size 4GB",
 		map[string]string{"shared_buffers": "512MB", "max_wal_size": "4GB", "max_connections": "200"}}
 	// defaults is a PostgreSQL as installed.

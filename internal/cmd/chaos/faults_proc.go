@@ -146,8 +146,8 @@ func readOnlyReplica(ctx context.Context, x *sc) error {
 		firstDue = at.Add(x.period + 2*time.Second)
 	}
 	x.conclude(ctx, concludeOpts{firstDue: firstDue})
-	// A replica that may not write still serves reads (README: "answers
-	// queries but never leads").
+	// A replica that may not write still serves reads (docs/OPERATIONS.md:
+	// "answers queries but never leads").
 	switch code, _, err := ro.get(ctx, "/"); {
 	case !roStarted:
 		x.res.add(check{"reader", false, fmt.Sprintf("the read-only replica exited at startup (status %d): %s", ro.exitCode, ro.lastLog())})
