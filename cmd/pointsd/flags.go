@@ -19,8 +19,13 @@ func newFlagSet(cmd, args, summary string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
 		w := fs.Output()
-		fmt.Fprintf(w, "Usage: pointsd %s %s\n\n%s\n\nFlags (each also POINTSD_<FLAG> in the environment; the command line wins):\n", cmd, args, summary)
-		fs.PrintDefaults()
+		fmt.Fprintf(w, "Usage: pointsd %s\n\n%s\n", strings.TrimSpace(cmd+" "+args), summary)
+		flags := 0
+		fs.VisitAll(func(*flag.Flag) { flags++ })
+		if flags > 0 {
+			fmt.Fprint(w, "\nFlags (each also POINTSD_<FLAG> in the environment; the command line wins):\n")
+			fs.PrintDefaults()
+		}
 	}
 	return fs
 }

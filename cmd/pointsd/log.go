@@ -21,6 +21,12 @@ func (l *logLevel) UnmarshalText(b []byte) error {
 	return errBadLevel
 }
 
+// MarshalText writes the level as the flag takes it: "info", not "INFO".
+func (l logLevel) MarshalText() ([]byte, error) {
+	b, err := l.Level.MarshalText()
+	return []byte(strings.ToLower(string(b))), err
+}
+
 type levelError struct{}
 
 func (levelError) Error() string { return "must be debug, info, warn or error" }

@@ -14,14 +14,14 @@ import (
 )
 
 func runSize(args []string, getenv func(string) string, stdout io.Writer) error {
-	fs := newFlagSet("size", "-users N [-period D] [-db-cores C] [-db-memory-gib G]",
+	fs := newFlagSet("size", "-users N [-period D] [-db-cores C] [-db-memory-gib G] [-work-per-user D] [-wal-per-user B]",
 		"Prints the partitions, workers and PostgreSQL settings to start from for N users re-drawn\n"+
 			"every period, and whether one PostgreSQL primary can keep up. The per-user costs default to\n"+
 			"this project's benchmark machine's (docs/BENCHMARKS-SCALE.md); measure yours with pointsd cycle.")
 	users := fs.Int64("users", 0, "users to size for (required)")
 	period := fs.Duration("period", time.Minute, "the period every user is re-drawn in")
-	cores := fs.Int("db-cores", runtime.NumCPU(), "the database server's cores (default: this machine's)")
-	memGiB := fs.Float64("db-memory-gib", float64(host.MemBytes())/(1<<30), "the database server's memory in GiB (default: this machine's)")
+	cores := fs.Int("db-cores", runtime.NumCPU(), "the database server's cores; the default is this machine's")
+	memGiB := fs.Float64("db-memory-gib", float64(host.MemBytes())/(1<<30), "the database server's memory in GiB; the default is this machine's")
 	work := fs.Duration("work-per-user", partition.MeasuredCosts.Work, "database time to rewrite one user in a rolling bucket")
 	wal := fs.Float64("wal-per-user", partition.MeasuredCosts.WAL, "WAL bytes one user's rewrite writes")
 	if err := parseFlags(fs, args, getenv, stdout); err != nil {
