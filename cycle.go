@@ -13,7 +13,7 @@ type Schedule struct {
 	// by hand (unpaced): its buckets have no slots.
 	Period time.Duration `db:"period"`
 	// Spread is the part of the period its rolling slots are spread over
-	// (see partition.Schedule); the whole period if none was published.
+	// (see partition.Slots); the whole period if none was published.
 	Spread    time.Duration `db:"spread"`
 	StartedAt time.Time     `db:"started_at"`
 	// NextStart is the earliest the next cycle may start, as the leader

@@ -284,7 +284,7 @@ func stableUntil(a pointsd.Answer) time.Time {
 		return time.Time{}
 	}
 	until := *a.NextStart // the floor, and every rewritten bucket
-	slots := partition.Schedule{Period: a.Period, Buckets: a.Buckets, Spread: a.Spread}
+	slots := partition.Slots{Period: a.Period, Buckets: a.Buckets, Spread: a.Spread}
 	slot := func(bucket int) time.Time { return slots.Slot(a.StartedAt, bucket) }
 	if !pgsql.NoneQualify(a.Floor) {
 		for _, u := range a.Users {

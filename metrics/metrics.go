@@ -41,7 +41,7 @@ type Metrics struct {
 	CycleLateStarts prometheus.Counter
 	CyclesSkipped   prometheus.Counter
 	// CycleSpread is the part of the period the leader's current rolling
-	// cycle spreads its slots over (see partition.Schedule).
+	// cycle spreads its slots over (see partition.Slots).
 	CycleSpread  prometheus.Gauge
 	UpdateErrors prometheus.Counter
 	Leader       prometheus.Gauge

@@ -14,11 +14,11 @@ func Name(i, n int) string {
 	return fmt.Sprintf("users_p%0*d", len(fmt.Sprint(n-1)), i)
 }
 
-// Schedule cuts a period into one slot per bucket. Cycles start on wall-clock
+// Slots cuts a period into one slot per bucket. Cycles start on wall-clock
 // multiples of the period (a one-minute period starts at :00), so replicas
 // agree on them without talking, and a new leader continues where the old
 // one left off.
-type Schedule struct {
+type Slots struct {
 	Period  time.Duration
 	Buckets int
 	// Spread is the part of the period the slots are spread over, from its
@@ -30,7 +30,7 @@ type Schedule struct {
 
 // CycleStart is the start of the cycle t falls in: t rounded down to a
 // multiple of the period, counted from the Unix epoch in UTC.
-func (s Schedule) CycleStart(t time.Time) time.Time {
+func (s Slots) CycleStart(t time.Time) time.Time {
 	ns := t.UnixNano()
 	p := int64(s.Period)
 	start := ns - ns%p
@@ -41,7 +41,7 @@ func (s Schedule) CycleStart(t time.Time) time.Time {
 }
 
 // NextCycle is the start of the first cycle strictly after t.
-func (s Schedule) NextCycle(t time.Time) time.Time {
+func (s Slots) NextCycle(t time.Time) time.Time {
 	return s.CycleStart(t).Add(s.Period)
 }
 
@@ -52,7 +52,7 @@ func (s Schedule) NextCycle(t time.Time) time.Time {
 // period: a cycle run by hand, or no buckets): its buckets may be rewritten
 // at any moment. The leader dispatches on it and the caches trust it, so
 // both call this one function.
-func (s Schedule) Slot(start time.Time, i int) time.Time {
+func (s Slots) Slot(start time.Time, i int) time.Time {
 	if s.Period <= 0 || s.Buckets <= 0 {
 		return time.Time{}
 	}

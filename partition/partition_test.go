@@ -40,7 +40,7 @@ func TestCycleStartIsAWallClockMultiple(t *testing.T) {
 		// The boundary does not depend on the time zone of t.
 		{time.Minute, "2020-07-30T19:09:33+02:00", "2020-07-30T17:09:00Z"},
 	} {
-		s := Schedule{Period: c.period, Buckets: 60}
+		s := Slots{Period: c.period, Buckets: 60}
 		got := s.CycleStart(at(c.t))
 		if !got.Equal(at(c.start)) {
 			t.Errorf("period %v: CycleStart(%s) = %s, want %s", c.period, c.t, got.UTC(), c.start)
@@ -66,13 +66,13 @@ func TestSlotsSpreadBucketsAcrossThePeriod(t *testing.T) {
 		{10 * time.Second, 60, 30, 5 * time.Second},
 		{time.Second, 1000, 999, 999 * time.Millisecond},
 	} {
-		s := Schedule{Period: c.period, Buckets: c.buckets}
+		s := Slots{Period: c.period, Buckets: c.buckets}
 		if got := s.Slot(start, c.i).Sub(start); got != c.want {
 			t.Errorf("%d buckets in %v: slot %d at +%v, want +%v", c.buckets, c.period, c.i, got, c.want)
 		}
 	}
 	// Every slot lies inside the period, and they are in bucket order.
-	s := Schedule{Period: time.Minute, Buckets: 60}
+	s := Slots{Period: time.Minute, Buckets: 60}
 	for i := 1; i < s.Buckets; i++ {
 		if !s.Slot(start, i).After(s.Slot(start, i-1)) || !s.Slot(start, i).Before(start.Add(s.Period)) {
 			t.Fatalf("slot %d at %v is out of order or outside the period", i, s.Slot(start, i))
@@ -82,7 +82,7 @@ func TestSlotsSpreadBucketsAcrossThePeriod(t *testing.T) {
 
 func TestSpreadLeavesTheEndOfThePeriodFree(t *testing.T) {
 	start := time.Date(2020, 7, 30, 17, 9, 0, 0, time.UTC)
-	s := Schedule{Period: 30 * time.Second, Buckets: 60, Spread: 27 * time.Second}
+	s := Slots{Period: 30 * time.Second, Buckets: 60, Spread: 27 * time.Second}
 	if got := s.Slot(start, 59).Sub(start); got != 27*time.Second*59/60 {
 		t.Errorf("last slot at +%v, want +%v", got, 27*time.Second*59/60)
 	}
@@ -103,7 +103,7 @@ func TestSpreadLeavesTheEndOfThePeriodFree(t *testing.T) {
 // slot.
 func TestNoSlotsWithoutAPeriod(t *testing.T) {
 	start := time.Date(2020, 7, 30, 17, 9, 0, 0, time.UTC)
-	for _, s := range []Schedule{{Buckets: 60}, {Period: time.Minute}, {Period: -time.Second, Buckets: 4}} {
+	for _, s := range []Slots{{Buckets: 60}, {Period: time.Minute}, {Period: -time.Second, Buckets: 4}} {
 		if got := s.Slot(start, 1); !got.IsZero() {
 			t.Errorf("%+v: slot 1 at %v, want none", s, got)
 		}

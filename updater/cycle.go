@@ -175,7 +175,7 @@ func (u *Updater) runRolling(ctx context.Context, c pointsd.Cycle, res Result) (
 		return res, err
 	}
 	// The slots c was published with: none for a cycle without a period.
-	slots := partition.Schedule{Period: c.Period, Buckets: len(buckets), Spread: c.Spread}
+	slots := partition.Slots{Period: c.Period, Buckets: len(buckets), Spread: c.Spread}
 
 	var (
 		mu     sync.Mutex

@@ -213,7 +213,7 @@ func TestRollingSpreadsBucketsAcrossThePeriod(t *testing.T) {
 				t.Fatalf("user %d updated at %v, before any cycle started", id, at)
 			}
 			c := cycles[k-1]
-			sched := partition.Schedule{Period: period, Buckets: buckets, Spread: time.Duration(c.SpreadMS) * time.Millisecond}
+			sched := partition.Slots{Period: period, Buckets: buckets, Spread: time.Duration(c.SpreadMS) * time.Millisecond}
 			from := sched.Slot(c.StartedAt, s.bucket)
 			if off := at.Sub(from); off < 0 || off >= sched.Spread/buckets {
 				t.Errorf("user %d (bucket %d) updated %v after its slot in cycle %d, want within [0, %v)",

@@ -127,7 +127,7 @@ func decide(st pointsd.State, ls leadState, now time.Time, period time.Duration)
 	}
 	d.Cycle = nextNumber(st)
 	d.Spread = spreadFor(period, lastBucketMax(st))
-	sched := partition.Schedule{Period: period}
+	sched := partition.Slots{Period: period}
 	cur := sched.CycleStart(now)
 	d.Rule, d.At = startOnSchedule, cur.Add(period)
 	published := publishedNext(st)

@@ -43,7 +43,7 @@ func benchSpread(ctx context.Context, c config, r *report) error {
 		}
 		// Start the load a warm-up before a boundary that leaves the
 		// leader time to settle, then run two full periods.
-		sched := partition.Schedule{Period: c.period, Buckets: 1}
+		sched := partition.Slots{Period: c.period, Buckets: 1}
 		boundary := sched.NextCycle(time.Now().Add(warmup*time.Second + time.Second))
 		time.Sleep(time.Until(boundary.Add(-warmup * time.Second)))
 		seconds := warmup + 2*int(c.period.Seconds()) + 1
