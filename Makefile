@@ -109,10 +109,12 @@ citusbench: build
 # started by internal/scripts/ensure-podman.sh, as root). Without registry
 # access the official images are replaced by local stand-ins built from
 # Debian's packages (deploy/images/build-standins.sh; built once, then
-# reused). The dockertest test runs on the same engine. A few minutes.
+# reused). The dockertest test runs on the same engine. A podman service it
+# started is stopped at the end; the images stay. A few minutes.
 STACK_ENV = POINTSD_VERSION=$(VERSION) POINTSD_REVISION=$(REVISION) POINTSD_STACK=1 POINTSD_REQUIRE_DOCKER=1
 stack-test:
 	@eval "$$(internal/scripts/ensure-podman.sh)" && \
+	trap '[ -z "$${POINTSD_PODMAN_PID:-}" ] || kill $$POINTSD_PODMAN_PID' EXIT && \
 	if [ "$${POINTSD_STANDINS:-}" = 1 ] || ! curl -s -o /dev/null -m 5 https://registry-1.docker.io/v2/; then \
 		echo "no container registry answers: building local stand-ins for the official images"; \
 		eval "$$(deploy/images/build-standins.sh)"; fi && \

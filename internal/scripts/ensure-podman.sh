@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes a container engine available for make stack-test and the dockertest
 # test: a Docker engine when one answers, else Debian's podman serving the
-# Docker API on a socket of its own. Prints the DOCKER_HOST to use.
+# Docker API on a socket of its own. Prints the DOCKER_HOST to use, and
+# POINTSD_PODMAN_PID when it started the service.
 #
 #   eval "$(internal/scripts/ensure-podman.sh)"
 #
@@ -67,12 +68,15 @@ sock=$run/podman.sock
 if ! curl -sf --max-time 5 --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; then
 	mkdir -p "$run"
 	say "starting podman's Docker API on $sock"
-	nohup podman system service --time=0 "unix://$sock" >"$run/service.log" 2>&1 &
+	nohup podman system service --time=0 "unix://$sock" >"$run/service.log" 2>&1 </dev/null &
+	pid=$!
 	for _ in $(seq 100); do
 		curl -sf --max-time 2 --unix-socket "$sock" http://d/_ping >/dev/null 2>&1 && break
 		sleep 0.1
 	done
 	curl -sf --max-time 5 --unix-socket "$sock" http://d/_ping >/dev/null ||
 		{ say "podman's Docker API did not answer on $sock within 10 s:"; tail -5 "$run/service.log" >&2; exit 1; }
+	# Whoever started it may stop it: kill "$POINTSD_PODMAN_PID".
+	echo "export POINTSD_PODMAN_PID=$pid"
 fi
 echo "export DOCKER_HOST=unix://$sock"
