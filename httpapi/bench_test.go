@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -19,20 +20,33 @@ func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discard) WriteHeader(int)             {}
 
-// BenchmarkRootCached is GET / answered from the cache.
+// BenchmarkRootCached is GET / answered from the cache, with the cluster's
+// previous-query time (publishing as serve does) and with the replica's
+// own: the exchange's cost per request.
 func BenchmarkRootCached(b *testing.B) {
-	url := pgtest.NewDB(b, pgtest.Options{Users: 1000})
-	// A leader's published schedule lets the answer be reused.
-	if _, err := pgtest.Pool(b, url).Exec(b.Context(),
-		`UPDATE cycle_state SET next_start = now() + interval '1 hour'`); err != nil {
-		b.Fatal(err)
-	}
-	a, _ := newAPIWith(b, url, "", Config{CacheMaxAge: time.Hour})
-	listen(b, a) // with heartbeats and clock syncs running, as in serve
-	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	b.ReportAllocs()
-	for b.Loop() {
-		a.ServeHTTP(&discard{h: http.Header{}}, r)
+	for _, c := range []struct {
+		name    string
+		replica bool
+	}{{"cluster", false}, {"replica", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			url := pgtest.NewDB(b, pgtest.Options{Users: 1000})
+			// A leader's published schedule lets the answer be reused.
+			if _, err := pgtest.Pool(b, url).Exec(b.Context(),
+				`UPDATE cycle_state SET next_start = now() + interval '1 hour'`); err != nil {
+				b.Fatal(err)
+			}
+			a, _ := newAPIWith(b, url, "", Config{CacheMaxAge: time.Hour, ReplicaQueryTime: c.replica})
+			listen(b, a) // with heartbeats and clock syncs running, as in serve
+			ctx, cancel := context.WithCancel(b.Context())
+			done := make(chan struct{})
+			go func() { a.PublishQueryTimes(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				a.ServeHTTP(&discard{h: http.Header{}}, r)
+			}
+		})
 	}
 }
 
