@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -151,6 +152,19 @@ func get(ctx context.Context, c *http.Client, url string) (*http.Response, error
 		return nil, err
 	}
 	return c.Do(req)
+}
+
+// getOK GETs url and says why the answer is not a 200.
+func getOK(ctx context.Context, c *http.Client, url string) error {
+	resp, err := get(ctx, c, url)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close() // only the status matters
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
 }
 
 // getJSON GETs url and decodes a 200 JSON answer into v.

@@ -52,17 +52,7 @@ scrape_configs:
 		"--web.listen-address="+listen,
 		"--log.level=warn")
 	p := &promServer{c: c, base: "http://" + listen}
-	if err := poll(15*time.Second, func() error {
-		resp, err := get(t.Context(), c, p.base+"/-/ready")
-		if err != nil {
-			return err
-		}
-		_ = resp.Body.Close() // only the status matters
-		if resp.StatusCode != http.StatusOK {
-			return errors.New(resp.Status)
-		}
-		return nil
-	}); err != nil {
+	if err := poll(15*time.Second, func() error { return getOK(t.Context(), c, p.base+"/-/ready") }); err != nil {
 		t.Fatal("prometheus is not ready: ", err)
 	}
 	return p

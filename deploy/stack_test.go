@@ -150,17 +150,7 @@ func TestStack(t *testing.T) {
 	s.must(ctx, append([]string{"up", "-d"}, stackServices...)...)
 	for _, port := range []int{4000, 4001} {
 		url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-		if err := poll(3*time.Minute, func() error {
-			resp, err := get(ctx, s.http, url)
-			if err != nil {
-				return err
-			}
-			_ = resp.Body.Close() // only the status matters
-			if resp.StatusCode != http.StatusOK {
-				return errors.New(resp.Status)
-			}
-			return nil
-		}); err != nil {
+		if err := poll(3*time.Minute, func() error { return getOK(ctx, s.http, url) }); err != nil {
 			logs, _ := s.compose(ctx, "logs", "--tail", "20")
 			t.Fatalf("GET %s: %v\n%s", url, err, logs)
 		}
