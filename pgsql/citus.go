@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -45,6 +47,32 @@ type Citus struct {
 	// Unusable lists the active workers that cannot serve this database:
 	// unreachable, or without the citus extension in it.
 	Unusable []string
+	// NodeConnInfo and RecoverInterval are the coordinator's
+	// citus.node_conninfo and citus.recover_2pc_interval (see Warnings).
+	NodeConnInfo, RecoverInterval string
+}
+
+// Warnings name the coordinator's settings that let a worker cut off
+// without a reset stop the cycles for long (measured in docs/CITUS.md): a
+// node_conninfo without tcp_user_timeout leaves a bucket's commit, and
+// every bucket after it behind its locks, waiting on the lost worker until
+// TCP gives up (about 15 minutes); a recover_2pc_interval over 10 s (or
+// off) leaves what that commit prepared on the worker locked as long.
+func (c Citus) Warnings() []string {
+	if !c.Installed || c.Workers == 0 {
+		return nil
+	}
+	var out []string
+	if !strings.Contains(c.NodeConnInfo, "tcp_user_timeout") {
+		out = append(out, fmt.Sprintf("citus.node_conninfo (%q) sets no tcp_user_timeout: a worker cut off without a reset mid two-phase commit "+
+			"holds a bucket's commit, and every later bucket, until TCP gives up (about 15 min); "+
+			"add tcp_user_timeout=10000 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 to it on the coordinator and every worker, and reload", c.NodeConnInfo))
+	}
+	if every, err := time.ParseDuration(strings.Replace(c.RecoverInterval, "min", "m", 1)); err != nil || every < 0 || every > 10*time.Second {
+		out = append(out, fmt.Sprintf("citus.recover_2pc_interval is %s: a two-phase commit a lost worker kept prepared holds its bucket's rows that long once it is back; set it to 1s-10s",
+			c.RecoverInterval))
+	}
+	return out
 }
 
 // CitusInfo reads the cluster's Citus state. On plain PostgreSQL it is
@@ -57,6 +85,10 @@ func CitusInfo(ctx context.Context, db DBTX) (Citus, error) {
 	}
 	if !c.Installed {
 		return c, nil
+	}
+	if err := db.QueryRow(ctx, `SELECT current_setting('citus.node_conninfo'), current_setting('citus.recover_2pc_interval')`).
+		Scan(&c.NodeConnInfo, &c.RecoverInterval); err != nil {
+		return c, fmt.Errorf("read citus settings: %w", err)
 	}
 	// groupid 0 is the coordinator (when citus_set_coordinator_host
 	// registered it); every other primary is a worker.
@@ -125,6 +157,11 @@ func distributeCitus(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 	if p := c.Problem(); p != "" {
 		return fmt.Errorf("%w: %s", ErrCitusHalfSetUp, p)
 	}
+	if log != nil {
+		for _, w := range c.Warnings() {
+			log.Warn("citus setting", slog.String("problem", w))
+		}
+	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("citus: %w", err)
@@ -186,21 +223,84 @@ func distributeCitus(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) 
 	return nil
 }
 
-// citusWorkerProblems returns a line per worker the coordinator cannot
-// reach, or that is registered inactive: users' shards have no replicas,
-// so queries and cycles fail until it is back. Only called on Citus.
-func citusWorkerProblems(ctx context.Context, db DBTX) ([]string, error) {
-	rows, err := db.Query(ctx, `
-		SELECT CASE WHEN isactive
-		       THEN format('citus worker %s:%s is unreachable from the coordinator: queries and cycles fail until it is back', nodename, nodeport)
-		       ELSE format('citus worker %s:%s is inactive: its shards cannot be read or written; bring it back and SELECT citus_activate_node(%L, %s), or move its shards off before citus_remove_node', nodename, nodeport, nodename, nodeport)
-		       END
-		FROM pg_dist_node
-		WHERE groupid <> 0 AND noderole = 'primary'
-		  AND (NOT isactive OR NOT citus_check_connection_to_node(nodename, nodeport))
-		ORDER BY nodeid`)
+// workerConnectTimeout bounds each connection the Citus checks open to a
+// worker (citus.node_connection_timeout, 30 s by default): a worker cut off
+// without a reset is named unreachable within it, instead of holding the
+// whole check until its caller gives up and says only "database
+// unavailable".
+const workerConnectTimeout = time.Second
+
+// preparedAfter is the age past which a two-phase commit still prepared on
+// a worker is named: Citus commits or rolls one back within milliseconds,
+// unless the coordinator lost the worker between PREPARE and COMMIT
+// PREPARED; then the prepared transaction keeps its rows locked (the
+// bucket's next rewrite waits on them) until Citus's recovery runs, every
+// citus.recover_2pc_interval (a minute by default).
+const preparedAfter = 10 * time.Second
+
+// citusProblems checks, on Citus, each worker: that the coordinator can
+// reach it and it is active (users' shards have no replicas, so queries
+// and cycles fail until it is back), which is damage; and that it holds no
+// two-phase commit prepared over preparedAfter ago, which is an old
+// snapshot: answers stay true (the Citus reader checks each user against
+// its bucket's draw), but the bucket's rewrite waits. One transaction, so
+// that the connection timeout set for it stays in it.
+func citusProblems(ctx context.Context, pool *pgxpool.Pool) ([]Problem, error) {
+	var out []Problem
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		out = nil
+		if _, err := tx.Exec(ctx, `SELECT set_config('citus.node_connection_timeout', $1, true)`,
+			strconv.FormatInt(workerConnectTimeout.Milliseconds(), 10)); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT CASE WHEN isactive
+			       THEN format('citus worker %s:%s is unreachable from the coordinator: queries and cycles fail until it is back', nodename, nodeport)
+			       ELSE format('citus worker %s:%s is inactive: its shards cannot be read or written; bring it back and SELECT citus_activate_node(%L, %s), or move its shards off before citus_remove_node', nodename, nodeport, nodename, nodeport)
+			       END
+			FROM pg_dist_node
+			WHERE groupid <> 0 AND noderole = 'primary'
+			  AND (NOT isactive OR NOT citus_check_connection_to_node(nodename, nodeport))
+			ORDER BY nodeid`)
+		if err != nil {
+			return err
+		}
+		down, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, d := range down {
+			out = append(out, Problem{CheckCitusWorkers, d})
+		}
+		if len(down) > 0 {
+			return nil // the prepared transactions wait for the worker too
+		}
+		rows, err = tx.Query(ctx, `
+			SELECT format('citus worker %s:%s has %s two-phase commit(s) prepared over %s s ago and not finished (the oldest, %L, %s s ago): '
+			              'they keep their rows locked, so their buckets'' next rewrite waits, until Citus recovers its own (%s) '
+			              'or someone finishes the others (COMMIT PREPARED or ROLLBACK PREPARED on the worker); '
+			              'SELECT recover_prepared_transactions() on the coordinator recovers Citus''s at once',
+			              nodename, nodeport, split_part(result, ' ', 1), $1::int, regexp_replace(result, '^\S+ \S+ ', ''), split_part(result, ' ', 2),
+			              CASE WHEN r.every LIKE '-%' THEN 'never: citus.recover_2pc_interval is -1; set it to 1s-10s'
+			                   WHEN r.every::interval > interval '10 seconds' THEN format('citus.recover_2pc_interval is %s: set it to 1s-10s', r.every)
+			                   ELSE 'every ' || r.every END)
+			FROM run_command_on_workers(format(
+			       $$SELECT count(*) || ' ' || coalesce(floor(extract(epoch FROM now() - min(prepared)))::text, '') || ' ' || coalesce((array_agg(gid ORDER BY prepared))[1], '')
+			         FROM pg_prepared_xacts WHERE database = current_database() AND prepared < now() - interval '%s seconds'$$, $1::int)),
+			     (SELECT current_setting('citus.recover_2pc_interval') AS every) r
+			WHERE success AND split_part(result, ' ', 1) <> '0'
+			ORDER BY nodename, nodeport`, int(preparedAfter.Seconds()))
+		if err != nil {
+			return err
+		}
+		old, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, d := range old {
+			out = append(out, Problem{CheckOldSnapshot, d})
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("check citus workers: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, nil
 }

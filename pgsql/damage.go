@@ -34,7 +34,9 @@ const (
 	CheckCitusWorkers = "citus_workers"
 	// CheckOldSnapshot: a session, prepared transaction or replication
 	// slot has held a snapshot for over OldSnapshotAfter, so HOT pruning
-	// stops and users grows every cycle (see ReadHorizon).
+	// stops and users grows every cycle (see ReadHorizon); on Citus, a
+	// two-phase commit left prepared on a worker, which also keeps its
+	// rows locked (see citusProblems).
 	CheckOldSnapshot = "old_snapshot"
 )
 
@@ -59,12 +61,13 @@ var ErrNoState = errors.New("the cycle_state row is missing: run pointsd migrate
 // CheckState looks for damage done to pointsd's tables from outside, and
 // for a snapshot older than OldSnapshotAfter, in two round trips over a
 // handful of rows, the catalog and pg_stat_activity: cheap enough for
-// every readiness probe.
-func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
+// every readiness probe. On Citus the second is a short transaction that
+// asks the workers (citusProblems), each within workerConnectTimeout.
+func CheckState(ctx context.Context, pool *pgxpool.Pool) ([]Problem, error) {
 	var stateRows, missing, ahead int
 	var cycle, maxBucket int64
 	var citus bool
-	err := db.QueryRow(ctx, `
+	err := pool.QueryRow(ctx, `
 		SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus'),
 		       (SELECT count(*) FROM cycle_state)::int,
 		       coalesce((SELECT max(cycle) FROM cycle_state), 0),
@@ -91,18 +94,13 @@ func CheckState(ctx context.Context, db DBTX) ([]Problem, error) {
 			ahead, maxBucket, cycle)})
 	}
 	if citus {
-		down, err := citusWorkerProblems(ctx, db)
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range down {
-			out = append(out, Problem{CheckCitusWorkers, d})
-		}
-		// On Citus the users' rows, and the snapshots that hold back their
-		// pruning, are on the workers: not checked here.
-		return out, nil
+		// On Citus the users' rows, and what holds back their pruning,
+		// are on the workers: what is checked there is their two-phase
+		// commits.
+		more, err := citusProblems(ctx, pool)
+		return append(out, more...), err
 	}
-	horizon, err := ReadHorizon(ctx, db)
+	horizon, err := ReadHorizon(ctx, pool)
 	if err != nil {
 		return nil, fmt.Errorf("check state: %w", err)
 	}

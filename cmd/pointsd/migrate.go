@@ -56,6 +56,9 @@ func runMigrate(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if c.Distributed {
 		fmt.Fprintf(stdout, "schema at version %d, users in %d partitions, distributed by Citus over %d workers\n", cur, n, c.Workers)
+		for _, w := range c.Warnings() {
+			fmt.Fprintln(stdout, "warning: "+w)
+		}
 		return nil
 	}
 	fmt.Fprintf(stdout, "schema at version %d, users in %d partitions\n", cur, n)

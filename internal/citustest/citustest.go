@@ -13,6 +13,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"net"
 	neturl "net/url"
 	"os"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/pointsd/pointsd/internal/localcitus"
@@ -101,6 +103,14 @@ func CrashWorker(t testing.TB, i int) (restart func()) {
 // WorkerPort is worker i's (1..Workers) port.
 func WorkerPort(i int) int { return cluster.Workers[i-1].Port }
 
+// WorkerAddr is worker i's (1..Workers) host:port, without Citus, "".
+func WorkerAddr(i int) string {
+	if cluster == nil {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(WorkerPort(i)))
+}
+
 // RegisterNodes registers the coordinator and the workers in the database
 // at url (on the coordinator), as citus_set_coordinator_host and
 // citus_add_node do by hand.
@@ -122,6 +132,29 @@ func ExecOnWorker(ctx context.Context, i int, url, stmt string) error {
 	return localcitus.Exec(ctx, localcitus.DBURL(cluster.Workers[i-1].URL, strings.TrimPrefix(u.Path, "/")), stmt)
 }
 
+// PreparedOnWorker counts the two-phase transactions prepared on worker i
+// (1..Workers) for the database the coordinator's url names, asked of the
+// worker directly: whatever the coordinator's path to it.
+func PreparedOnWorker(t testing.TB, i int, url string) int64 {
+	t.Helper()
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	conn, err := pgx.Connect(context.Background(), localcitus.DBURL(cluster.Workers[i-1].URL, db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	var n int64
+	if err := conn.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // Options shape a test database.
 type Options struct {
 	Partitions int   // users partitions; 0 means 4
@@ -132,6 +165,9 @@ type Options struct {
 	// NoWorkers creates the extension on the coordinator only, with no
 	// worker registered: a half set up cluster.
 	NoWorkers bool
+	// WorkerVia registers worker i (1..Workers) at WorkerVia[i], host:port
+	// (a faultproxy in front of it), rather than at its own port.
+	WorkerVia map[int]string
 }
 
 // NewDB creates a database on every node with the citus extension, the
@@ -153,7 +189,7 @@ func NewDB(t testing.TB, opts Options) string {
 	if opts.NoWorkers {
 		workers = 0
 	}
-	u, err := cluster.CreateDB(ctx, name, workers)
+	u, err := cluster.CreateDBVia(ctx, name, workers, opts.WorkerVia)
 	t.Cleanup(func() {
 		if err := cluster.DropDB(ctx, name); err != nil {
 			t.Error(err)

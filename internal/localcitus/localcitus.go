@@ -8,10 +8,12 @@
 package localcitus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,15 +32,17 @@ import (
 // Settings are every node's server settings: Citus preloaded, room for
 // the two-phase commits of every bucket, prepared transactions that a
 // worker crash left behind recovered within a second or so rather than the
-// default minute (see docs/CITUS.md), and connections between nodes
-// without TLS (the servers may run as the postgres user with root's HOME,
-// where libpq would look for client certificates).
+// default minute, connections between nodes that give up on a peer gone
+// silent within 10 s rather than TCP's 15 minutes (the settings
+// docs/CITUS.md recommends, which pgsql.Citus.Warnings checks), and no
+// TLS between nodes (the servers may run as the postgres user with root's
+// HOME, where libpq would look for client certificates).
 var Settings = map[string]string{
 	"shared_preload_libraries":   "citus",
 	"max_prepared_transactions":  "300",
 	"max_connections":            "300",
 	"citus.recover_2pc_interval": "1s",
-	"citus.node_conninfo":        "'sslmode=disable'",
+	"citus.node_conninfo":        "'sslmode=disable tcp_user_timeout=10000 keepalives_idle=5 keepalives_interval=2 keepalives_count=3'",
 }
 
 // Node is one server of the cluster.
@@ -164,6 +168,13 @@ func (c *Cluster) Stop(ctx context.Context) error {
 // coordinator and the first workers workers in it; the others can join
 // later (AddNodeSQL). It returns the coordinator's URL for it.
 func (c *Cluster) CreateDB(ctx context.Context, name string, workers int) (string, error) {
+	return c.CreateDBVia(ctx, name, workers, nil)
+}
+
+// CreateDBVia is CreateDB with some workers registered at another address
+// (a proxy in front of them): worker i (1..) at via[i], host:port, if
+// there is one. The coordinator then reaches that worker only that way.
+func (c *Cluster) CreateDBVia(ctx context.Context, name string, workers int, via map[int]string) (string, error) {
 	nodes := c.Nodes()
 	if workers == 0 {
 		nodes = nodes[:1]
@@ -185,7 +196,16 @@ func (c *Cluster) CreateDB(ctx context.Context, name string, workers int) (strin
 		return u, nil
 	}
 	stmts := []string{fmt.Sprintf("SELECT citus_set_coordinator_host('127.0.0.1', %d)", c.Coordinator.Port)}
-	for _, w := range c.Workers[:min(workers, len(c.Workers))] {
+	for i, w := range c.Workers[:min(workers, len(c.Workers))] {
+		if addr, ok := via[i+1]; ok {
+			host, p, err := net.SplitHostPort(addr)
+			port, perr := strconv.Atoi(p)
+			if err = cmp.Or(err, perr); err != nil {
+				return "", fmt.Errorf("worker %d via %q: %w", i+1, addr, err)
+			}
+			stmts = append(stmts, fmt.Sprintf("SELECT citus_add_node(%s, %d)", pgQuote(host), port))
+			continue
+		}
 		stmts = append(stmts, AddNodeSQL(w))
 	}
 	return u, Exec(ctx, u, stmts...)
@@ -196,6 +216,8 @@ func (c *Cluster) CreateDB(ctx context.Context, name string, workers int) (strin
 func AddNodeSQL(w *Node) string {
 	return fmt.Sprintf("SELECT citus_add_node('127.0.0.1', %d)", w.Port)
 }
+
+func pgQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // DropDB drops database name on every node.
 func (c *Cluster) DropDB(ctx context.Context, name string) error {

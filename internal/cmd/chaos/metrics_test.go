@@ -1,63 +1,6 @@
 package main
 
-import (
-	"context"
-	"io"
-	"net"
-	"testing"
-	"time"
-)
-
-// TestFreezeProxy: bytes pass, then none while frozen (the socket stays
-// open), then the held ones arrive once thawed.
-func TestFreezeProxy(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
-		}
-	}()
-	p, err := startProxy(context.Background(), ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.close()
-	c, err := net.Dial("tcp", p.ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = c.Close() }()
-	echo := func(msg string, within time.Duration) (string, error) {
-		if _, err := c.Write([]byte(msg)); err != nil {
-			return "", err
-		}
-		_ = c.SetReadDeadline(time.Now().Add(within))
-		buf := make([]byte, len(msg))
-		n, err := io.ReadFull(c, buf)
-		return string(buf[:n]), err
-	}
-	if got, err := echo("a", 2*time.Second); got != "a" {
-		t.Fatalf("before the freeze: %q, %v", got, err)
-	}
-	p.freeze()
-	if got, err := echo("b", 300*time.Millisecond); got != "" || err == nil {
-		t.Fatalf("frozen: got %q, %v; want nothing and a timeout", got, err)
-	}
-	p.unfreeze()
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	buf := make([]byte, 1)
-	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "b" {
-		t.Fatalf("after the thaw: %q, %v; want the held b", buf, err)
-	}
-}
+import "testing"
 
 func TestGaugeValue(t *testing.T) {
 	body := "# TYPE pointsd_oldest_snapshot_age_seconds gauge\npointsd_oldest_snapshot_age_seconds 42.5\n# TYPE pointsd_oldest_snapshot_age_seconds_other gauge\npointsd_oldest_snapshot_age_seconds_other 99\n"
