@@ -253,15 +253,19 @@ func citusProblems(ctx context.Context, pool *pgxpool.Pool) ([]Problem, error) {
 			strconv.FormatInt(workerConnectTimeout.Milliseconds(), 10)); err != nil {
 			return err
 		}
+		// run_command_on_workers opens a connection of its own to each
+		// worker, so the timeout above applies; citus_check_connection_to_node
+		// would reuse the session's cached one, which a worker gone silent
+		// holds forever.
 		rows, err := tx.Query(ctx, `
-			SELECT CASE WHEN isactive
-			       THEN format('citus worker %s:%s is unreachable from the coordinator: queries and cycles fail until it is back', nodename, nodeport)
-			       ELSE format('citus worker %s:%s is inactive: its shards cannot be read or written; bring it back and SELECT citus_activate_node(%L, %s), or move its shards off before citus_remove_node', nodename, nodeport, nodename, nodeport)
+			SELECT CASE WHEN n.isactive
+			       THEN format('citus worker %s:%s is unreachable from the coordinator: queries and cycles fail until it is back', n.nodename, n.nodeport)
+			       ELSE format('citus worker %s:%s is inactive: its shards cannot be read or written; bring it back and SELECT citus_activate_node(%L, %s), or move its shards off before citus_remove_node', n.nodename, n.nodeport, n.nodename, n.nodeport)
 			       END
-			FROM pg_dist_node
-			WHERE groupid <> 0 AND noderole = 'primary'
-			  AND (NOT isactive OR NOT citus_check_connection_to_node(nodename, nodeport))
-			ORDER BY nodeid`)
+			FROM pg_dist_node n
+			LEFT JOIN run_command_on_workers('SELECT 1') r ON r.nodename = n.nodename AND r.nodeport = n.nodeport
+			WHERE n.groupid <> 0 AND n.noderole = 'primary' AND (NOT n.isactive OR NOT coalesce(r.success, false))
+			ORDER BY n.nodeid`)
 		if err != nil {
 			return err
 		}

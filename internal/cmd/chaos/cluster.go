@@ -143,6 +143,13 @@ func (c *cluster) resetDB(ctx context.Context, pointsd string, users int64) erro
 		}
 	}
 	_ = conn.Close(ctx) // the database is made: a failed goodbye changes nothing
+	return c.prepareDB(ctx, pointsd, users)
+}
+
+// prepareDB has pointsd migrate the new database at c.url and seed it
+// with users, opens the harness's pool on it, and installs the cycle
+// history (history.go) and the truth record (truth.go).
+func (c *cluster) prepareDB(ctx context.Context, pointsd string, users int64) error {
 	for _, args := range [][]string{{"migrate"}, {"seed", "-users", fmt.Sprint(users)}} {
 		if out, err := runPointsd(ctx, pointsd, c.url, args...); err != nil {
 			return fmt.Errorf("pointsd %s: %w: %s", strings.Join(args, " "), err, lastLine(out))

@@ -171,7 +171,7 @@ func (e *env) runScenario(ctx context.Context, s scenario) *result {
 			return
 		}
 		x.watcher = startWatcher(ctx, e.pg.db)
-		defer x.watcher.stop()
+		defer func() { x.watcher.stop() }() // the scenario may have replaced it
 		if err := s.run(ctx, x); err != nil {
 			r.err = err
 		}

@@ -61,6 +61,12 @@ func drawsOff(ctx context.Context, db *pgxpool.Pool) (int64, error) {
 	if !hasDraw {
 		return 0, errNoBucketDraw
 	}
+	if citus, err := hasCitus(ctx, db); err != nil || citus {
+		if err != nil {
+			return 0, err
+		}
+		return drawsOffCitus(ctx, db)
+	}
 	var off int64
 	err := db.QueryRow(ctx, `SELECT count(*) FROM users u JOIN buckets b ON b.partition = u.tableoid
 		WHERE u.points <> pointsd_bucket_draw(u.id, b.cycle, b.seed)`).Scan(&off)

@@ -34,5 +34,6 @@ func scenarios() []scenario {
 		{"old-snapshot", "a REPEATABLE READ snapshot held for 10 periods (90 s at least)", oldSnapshot},
 		{"role-statement-timeout", "strict, 1M users, the role's statement_timeout 500 ms", roleStatementTimeout},
 		{"disk-full-trigger", "one partition's updates fail with SQLSTATE 53100 (disk full)", diskFullTrigger},
+		{"citus-worker-blackhole-2pc", "a Citus worker's packets dropped 30 s from a bucket's COMMIT PREPARED on (no reset)", citusBlackhole2PC},
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,9 +102,20 @@ const evSQL = `INSERT INTO chaos_ev
 // user had those points, above the floor, in the state committed by then
 // or in the state still visible then; unknown when the record says nothing
 // of its bucket or the floor (a deleted row).
+// answeredParts names each answered user's partition: its row's own, so
+// that a user deleted since is not judged. On Citus a row's tableoid is a
+// shard's on a worker, and users joins no local table: the partition is
+// the one whose hash range holds the id.
+const (
+	answeredParts      = `SELECT a.*, u.tableoid::regclass::text AS part FROM chaos_answers a JOIN users u USING (id)`
+	answeredPartsCitus = `SELECT a.*, (SELECT b.partition::text FROM buckets b
+		WHERE satisfies_hash_partition('users'::regclass, (SELECT count(*) FROM buckets)::int, b.bucket, a.id)) AS part
+	FROM chaos_answers a`
+)
+
 const truthQuery = `
 WITH a AS (
-	SELECT a.*, u.tableoid::regclass::text AS part FROM chaos_answers a JOIN users u USING (id)
+	` + answeredParts + `
 ), t AS (
 	SELECT n, id, points, part, sent AS t FROM a
 	UNION
@@ -158,6 +170,12 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome, seen []se
 		}
 		answers = append(answers, o)
 	}
+	parts, query := answeredParts, truthQuery
+	if citus, err := hasCitus(ctx, db); err != nil {
+		return check{"truth", false, "truth check: " + err.Error()}
+	} else if citus {
+		parts, query = answeredPartsCitus, strings.Replace(truthQuery, answeredParts, answeredPartsCitus, 1)
+	}
 	var untrue, unknown, judged, first, control int
 	var changed *time.Time      // the last change before the first untrue answer
 	var lagAvg, lagMax *float64 // from commit record to visible, of the changes seen meanwhile
@@ -182,7 +200,7 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome, seen []se
 		if _, err := tx.Exec(ctx, `CREATE INDEX ON chaos_ev (kind, part, at); CREATE INDEX ON chaos_ev (kind, part, vis); ANALYZE chaos_ev`); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, truthQuery).Scan(&untrue, &unknown, &judged, &first); err != nil {
+		if err := tx.QueryRow(ctx, query).Scan(&untrue, &unknown, &judged, &first); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, `SELECT avg(extract(epoch FROM vis - at)) * 1000, max(extract(epoch FROM vis - at)) * 1000
@@ -190,8 +208,8 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome, seen []se
 			return err
 		}
 		if first >= 0 {
-			if err := tx.QueryRow(ctx, `SELECT max(h.vis) FROM chaos_answers a JOIN users u USING (id), chaos_ev h
-				WHERE a.n = $1 AND (h.kind = 'floor' OR h.part = u.tableoid::regclass::text) AND h.vis <= a.sent`,
+			if err := tx.QueryRow(ctx, `WITH a AS (`+parts+`) SELECT max(h.vis) FROM a, chaos_ev h
+				WHERE a.n = $1 AND (h.kind = 'floor' OR h.part = a.part) AND h.vis <= a.sent`,
 				first).Scan(&changed); err != nil {
 				return err
 			}
@@ -202,7 +220,7 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome, seen []se
 			return err
 		}
 		var x1, x2, x3 int
-		return tx.QueryRow(ctx, truthQuery).Scan(&control, &x1, &x2, &x3)
+		return tx.QueryRow(ctx, query).Scan(&control, &x1, &x2, &x3)
 	})
 	if err != nil {
 		return check{"truth", false, "truth check: " + err.Error()}
