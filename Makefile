@@ -84,13 +84,15 @@ bench-scale: build
 		-scale 1000000,3000000,10000000
 
 # Runs the fault matrix against pointsd on a cluster of its own (never
-# DATABASE_URL's) and rewrites docs/RELIABILITY.md; about 18 minutes (each
+# DATABASE_URL's) and rewrites docs/RELIABILITY.md; about 20 minutes (each
 # gray failure lasts 30 s to 1 min). Those need root (for a network
-# namespace), iptables and pgbouncer, installed here when missing.
+# namespace), iptables and pgbouncer, installed here when missing, and
+# Citus for its scenario (internal/scripts/ensure-citus.sh).
 chaos: build
 	@command -v iptables >/dev/null && command -v pgbouncer >/dev/null || { echo "installing iptables and pgbouncer"; \
 		apt-get install -y -qq iptables pgbouncer >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq iptables pgbouncer >/dev/null; }; }
+	@internal/scripts/ensure-citus.sh || echo "no Citus: its scenario will report an error"
 	$(GO) -C internal/cmd/chaos build -o $(CURDIR)/bin/chaos .
 	env -u DATABASE_URL bin/chaos -pointsd $(BIN) -dir .data/chaos -out docs
 
