@@ -243,64 +243,23 @@ const preparedAfter = 10 * time.Second
 // and cycles fail until it is back), which is damage; and that it holds no
 // two-phase commit prepared over preparedAfter ago, which is an old
 // snapshot: answers stay true (the Citus reader checks each user against
-// its bucket's draw), but the bucket's rewrite waits. One transaction, so
-// that the connection timeout set for it stays in it.
+// its bucket's draw), but the bucket's rewrite waits. One question to
+// every worker answers both: run_command_on_workers opens a connection of
+// its own to each, so the connection timeout set for this transaction
+// applies (citus_check_connection_to_node would reuse the session's cached
+// one, which a worker gone silent holds forever).
 func citusProblems(ctx context.Context, pool *pgxpool.Pool) ([]Problem, error) {
 	var out []Problem
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		out = nil
 		if _, err := tx.Exec(ctx, `SELECT set_config('citus.node_connection_timeout', $1, true)`,
 			strconv.FormatInt(workerConnectTimeout.Milliseconds(), 10)); err != nil {
 			return err
 		}
-		// run_command_on_workers opens a connection of its own to each
-		// worker, so the timeout above applies; citus_check_connection_to_node
-		// would reuse the session's cached one, which a worker gone silent
-		// holds forever.
-		rows, err := tx.Query(ctx, `
-			SELECT CASE WHEN n.isactive
-			       THEN format('citus worker %s:%s is unreachable from the coordinator: queries and cycles fail until it is back', n.nodename, n.nodeport)
-			       ELSE format('citus worker %s:%s is inactive: its shards cannot be read or written; bring it back and SELECT citus_activate_node(%L, %s), or move its shards off before citus_remove_node', n.nodename, n.nodeport, n.nodename, n.nodeport)
-			       END
-			FROM pg_dist_node n
-			LEFT JOIN run_command_on_workers('SELECT 1') r ON r.nodename = n.nodename AND r.nodeport = n.nodeport
-			WHERE n.groupid <> 0 AND n.noderole = 'primary' AND (NOT n.isactive OR NOT coalesce(r.success, false))
-			ORDER BY n.nodeid`)
+		rows, err := tx.Query(ctx, citusProblemsSQL, CheckCitusWorkers, CheckOldSnapshot, int(preparedAfter.Seconds()))
 		if err != nil {
 			return err
 		}
-		down, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, d := range down {
-			out = append(out, Problem{CheckCitusWorkers, d})
-		}
-		if len(down) > 0 {
-			return nil // the prepared transactions wait for the worker too
-		}
-		rows, err = tx.Query(ctx, `
-			SELECT format('citus worker %s:%s has %s two-phase commit(s) prepared over %s s ago and not finished (the oldest, %L, %s s ago): '
-			              'they keep their rows locked, so their buckets'' next rewrite waits, until Citus recovers its own (%s) '
-			              'or someone finishes the others (COMMIT PREPARED or ROLLBACK PREPARED on the worker); '
-			              'SELECT recover_prepared_transactions() on the coordinator recovers Citus''s at once',
-			              nodename, nodeport, split_part(result, ' ', 1), $1::int, regexp_replace(result, '^\S+ \S+ ', ''), split_part(result, ' ', 2),
-			              CASE WHEN r.every LIKE '-%' THEN 'never: citus.recover_2pc_interval is -1; set it to 1s-10s'
-			                   WHEN r.every::interval > interval '10 seconds' THEN format('citus.recover_2pc_interval is %s: set it to 1s-10s', r.every)
-			                   ELSE 'every ' || r.every END)
-			FROM run_command_on_workers(format(
-			       $$SELECT count(*) || ' ' || coalesce(floor(extract(epoch FROM now() - min(prepared)))::text, '') || ' ' || coalesce((array_agg(gid ORDER BY prepared))[1], '')
-			         FROM pg_prepared_xacts WHERE database = current_database() AND prepared < now() - interval '%s seconds'$$, $1::int)),
-			     (SELECT current_setting('citus.recover_2pc_interval') AS every) r
-			WHERE success AND split_part(result, ' ', 1) <> '0'
-			ORDER BY nodename, nodeport`, int(preparedAfter.Seconds()))
-		if err != nil {
-			return err
-		}
-		old, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		for _, d := range old {
-			out = append(out, Problem{CheckOldSnapshot, d})
-		}
+		out, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Problem])
 		return err
 	})
 	if err != nil {
@@ -308,3 +267,34 @@ func citusProblems(ctx context.Context, pool *pgxpool.Pool) ([]Problem, error) {
 	}
 	return out, nil
 }
+
+// citusProblemsSQL is citusProblems' question: a row (check, detail) per
+// worker that is inactive, unreachable, or holds two-phase commits
+// prepared over $3 seconds ago. Each worker answers with the count of
+// those, the oldest's age in seconds and its name (gid, last: it may hold
+// spaces).
+const citusProblemsSQL = `
+SELECT CASE WHEN NOT n.isactive OR NOT coalesce(r.success, false) THEN $1 ELSE $2 END,
+       CASE WHEN NOT n.isactive THEN
+                 format('citus worker %s:%s is inactive: its shards cannot be read or written; bring it back and SELECT citus_activate_node(%L, %s), or move its shards off before citus_remove_node',
+                        n.nodename, n.nodeport, n.nodename, n.nodeport)
+            WHEN NOT coalesce(r.success, false) THEN
+                 format('citus worker %s:%s is unreachable from the coordinator: queries and cycles fail until it is back', n.nodename, n.nodeport)
+            ELSE format('citus worker %s:%s has %s two-phase commit(s) prepared over %s s ago and not finished (the oldest, %L, %s s ago): '
+                        'they keep their rows locked, so their buckets'' next rewrite waits, until Citus recovers its own (%s) '
+                        'or someone finishes the others (COMMIT PREPARED or ROLLBACK PREPARED on the worker); '
+                        'SELECT recover_prepared_transactions() on the coordinator recovers Citus''s at once',
+                        n.nodename, n.nodeport, split_part(r.result, ' ', 1), $3::int, regexp_replace(r.result, '^\S+ \S+ ', ''), split_part(r.result, ' ', 2),
+                        CASE WHEN s.every LIKE '-%' THEN 'never: citus.recover_2pc_interval is -1; set it to 1s-10s'
+                             WHEN s.every::interval > interval '10 seconds' THEN format('citus.recover_2pc_interval is %s: set it to 1s-10s', s.every)
+                             ELSE 'every ' || s.every END)
+       END
+FROM pg_dist_node n
+LEFT JOIN run_command_on_workers(format(
+       $$SELECT count(*) || ' ' || coalesce(floor(extract(epoch FROM now() - min(prepared)))::text, '') || ' ' || coalesce((array_agg(gid ORDER BY prepared))[1], '')
+         FROM pg_prepared_xacts WHERE database = current_database() AND prepared < now() - interval '%s seconds'$$, $3::int)) r
+       ON r.nodename = n.nodename AND r.nodeport = n.nodeport
+CROSS JOIN (SELECT current_setting('citus.recover_2pc_interval') AS every) s
+WHERE n.groupid <> 0 AND n.noderole = 'primary'
+  AND (NOT n.isactive OR NOT coalesce(r.success, false) OR split_part(r.result, ' ', 1) <> '0')
+ORDER BY n.nodeid`
