@@ -245,13 +245,14 @@ func OffDraw(t testing.TB, db pgsql.DBTX) int64 {
 }
 
 // PreparedOnWorkers counts the two-phase transactions prepared and not yet
-// committed or rolled back on the workers: a bucket's commit still half
-// done.
+// committed or rolled back on the workers for db's database: a bucket's
+// commit still half done. Other tests' databases, which may hold one on
+// purpose, do not count.
 func PreparedOnWorkers(t testing.TB, db pgsql.DBTX) int64 {
 	t.Helper()
 	var n int64
 	if err := db.QueryRow(context.Background(), `
-		SELECT coalesce(sum(result::bigint), 0) FROM run_command_on_workers('SELECT count(*) FROM pg_prepared_xacts')
+		SELECT coalesce(sum(result::bigint), 0) FROM run_command_on_workers('SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()')
 		WHERE success`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
