@@ -97,7 +97,6 @@ func TestLeaderFailover(t *testing.T) {
 // the cycle resumes and ends with every bucket rewritten once.
 func TestWorkerCrashMidCycle(t *testing.T) {
 	// Not parallel: it takes a worker of the shared cluster down.
-	ctx := context.Background()
 	url := citustest.NewDB(t, citustest.Options{Partitions: 8, Users: users})
 	pool := pgtest.Pool(t, url)
 	u, ev, m := newUpdater(t, url, updater.Config{Period: 2 * time.Second, Workers: 1})
@@ -134,21 +133,5 @@ func TestWorkerCrashMidCycle(t *testing.T) {
 	if n := testutil.ToFloat64(m.UpdateErrors); n == 0 {
 		t.Error("no bucket transaction failed: the crash missed the cycle")
 	}
-	// A commit prepared on the crashed worker is finished by Citus's
-	// recovery (citus.recover_2pc_interval): until then the coordinator
-	// already counts the bucket as rewritten.
-	pgtest.Eventually(t, 15*time.Second, "no prepared transaction is left", func() bool {
-		return citustest.PreparedOnWorkers(t, pool) == 0
-	})
-	allBucketsAt(t, pool)
-	if n := citustest.OffDraw(t, pool); n != 0 {
-		t.Errorf("%d users off their bucket's draw after the crash", n)
-	}
-	var count int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&count); err != nil {
-		t.Fatal(err)
-	}
-	if count != users {
-		t.Errorf("%d users after the crash, want %d", count, users)
-	}
+	recovered(t, pool, "after the crash")
 }

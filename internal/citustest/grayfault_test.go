@@ -102,20 +102,7 @@ func blackholeMidTwoPhaseCommit(t *testing.T, heal string) {
 	})
 	stop()
 	client.check(t, pool)
-	pgtest.Eventually(t, 15*time.Second, "no two-phase commit is left prepared", func() bool {
-		return citustest.PreparedOnWorkers(t, pool) == 0
-	})
-	allBucketsAt(t, pool)
-	if n := citustest.OffDraw(t, pool); n != 0 {
-		t.Errorf("%d users off their bucket's draw", n)
-	}
-	var count int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&count); err != nil {
-		t.Fatal(err)
-	}
-	if count != users {
-		t.Errorf("%d users, want %d", count, users)
-	}
+	recovered(t, pool, "after the heal")
 }
 
 // asker asks GET / back to back until checked, keeping every answer.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pointsd/pointsd"
+	"github.com/pointsd/pointsd/internal/citustest"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/internal/testhook"
 	"github.com/pointsd/pointsd/metrics"
@@ -108,4 +109,28 @@ func allBucketsAt(t *testing.T, db pgsql.DBTX) pointsd.State {
 		t.Errorf("cycle %d: %d buckets not rewritten with its seed (%d of %d done)", st.Cycle, off, st.BucketsDone, st.BucketsTotal)
 	}
 	return st
+}
+
+// recovered fails t unless the database at pool is whole after a fault
+// (after says which): no two-phase commit left prepared on the workers
+// within 15 s (Citus's recovery, citus.recover_2pc_interval, finishes what
+// a lost worker kept; until then the coordinator already counts the bucket
+// as rewritten), every bucket rewritten in the current cycle, every user on
+// its bucket's draw, and all users there.
+func recovered(t *testing.T, pool pgsql.DBTX, after string) {
+	t.Helper()
+	pgtest.Eventually(t, 15*time.Second, "no two-phase commit is left prepared", func() bool {
+		return citustest.PreparedOnWorkers(t, pool) == 0
+	})
+	allBucketsAt(t, pool)
+	if n := citustest.OffDraw(t, pool); n != 0 {
+		t.Errorf("%d users off their bucket's draw %s", n, after)
+	}
+	var count int64
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM users`).Scan(&count); err != nil {
+		t.Fatal(err)
+	}
+	if count != users {
+		t.Errorf("%d users %s, want %d", count, after, users)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -74,12 +75,14 @@ func (p *Proxy) accept() {
 }
 
 func (p *Proxy) serve(client net.Conn) {
+	defer p.forget(client)
 	p.waitThawed() // a connection opened while frozen gets nowhere either
 	server, err := (&net.Dialer{Timeout: 3 * time.Second}).DialContext(context.Background(), "tcp", p.target)
 	if err != nil {
 		_ = client.Close() // the target is down: the client sees it as such
 		return
 	}
+	defer p.forget(server)
 	p.mu.Lock()
 	closed := p.closed
 	p.conns = append(p.conns, server)
@@ -95,6 +98,13 @@ func (p *Proxy) serve(client net.Conn) {
 	wg.Wait()
 	_ = client.Close() // both directions are done
 	_ = server.Close()
+}
+
+// forget drops c, ended, from the connections a Cut or Close would end.
+func (p *Proxy) forget(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conns = slices.DeleteFunc(p.conns, func(o net.Conn) bool { return o == c })
 }
 
 // pipe copies from src to dst, holding each chunk, and the end of the

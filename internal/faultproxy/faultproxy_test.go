@@ -49,6 +49,22 @@ func dial(t *testing.T, p *Proxy) (net.Conn, func(msg string, within time.Durati
 	}
 }
 
+// through starts a proxy to an echo server (closed when t ends), connects
+// through it and checks that bytes pass.
+func through(t *testing.T) (*Proxy, net.Conn, func(msg string, within time.Duration) (string, error)) {
+	t.Helper()
+	p, err := Start(context.Background(), echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	c, echo := dial(t, p)
+	if got, err := echo("a", 2*time.Second); got != "a" {
+		t.Fatalf("before any fault: %q, %v", got, err)
+	}
+	return p, c, echo
+}
+
 // readHeld reads n bytes that were held by a freeze.
 func readHeld(t *testing.T, c net.Conn, n int) string {
 	t.Helper()
@@ -63,15 +79,7 @@ func readHeld(t *testing.T, c net.Conn, n int) string {
 // TestFreeze: bytes pass, then none while frozen (the socket stays open),
 // then the held ones arrive once thawed.
 func TestFreeze(t *testing.T) {
-	p, err := Start(context.Background(), echoServer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	c, echo := dial(t, p)
-	if got, err := echo("a", 2*time.Second); got != "a" {
-		t.Fatalf("before the freeze: %q, %v", got, err)
-	}
+	p, c, echo := through(t)
 	p.Freeze()
 	if got, err := echo("b", 300*time.Millisecond); got != "" || err == nil {
 		t.Fatalf("frozen: got %q, %v; want nothing and a timeout", got, err)
@@ -85,12 +93,7 @@ func TestFreeze(t *testing.T) {
 // TestFreezeOn: the proxy passes chunks until one holds the trigger, then
 // freezes before any of it passes, and says so.
 func TestFreezeOn(t *testing.T) {
-	p, err := Start(context.Background(), echoServer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	c, echo := dial(t, p)
+	p, c, echo := through(t)
 	tripped := p.FreezeOn([]byte("COMMIT PREPARED"))
 	if got, err := echo("PREPARE TRANSACTION 'x'", 2*time.Second); got != "PREPARE TRANSACTION 'x'" {
 		t.Fatalf("before the trigger: %q, %v", got, err)
@@ -120,15 +123,7 @@ func TestFreezeOn(t *testing.T) {
 // TestCut: a cut resets the connections open through the proxy, what they
 // held is dropped, and new connections pass.
 func TestCut(t *testing.T) {
-	p, err := Start(context.Background(), echoServer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	c, echo := dial(t, p)
-	if got, err := echo("a", 2*time.Second); got != "a" {
-		t.Fatalf("before the freeze: %q, %v", got, err)
-	}
+	p, c, echo := through(t)
 	p.Freeze()
 	if got, err := echo("held", 300*time.Millisecond); got != "" || err == nil {
 		t.Fatalf("frozen: got %q, %v; want nothing and a timeout", got, err)

@@ -103,15 +103,7 @@ func citusBlackhole2PC(ctx context.Context, x *sc) error {
 	// Buckets wait on what the cut-off commit holds: the leader cuts the
 	// cycle short (logged), and the next one rewrites them.
 	x.conclude(ctx, concludeOpts{cutShort: true})
-	evs, err := readHistory(ctx, coord.db, x.res.faultStart)
-	if err == nil {
-		due, skipped := 0, 0
-		for b := ceilBoundary(x.res.faultStart, x.period); b.Before(x.res.faultEnd); b = b.Add(x.period) {
-			due++
-			if !startedAt(evs, b) {
-				skipped++
-			}
-		}
+	if due, skipped, err := x.skippedBoundaries(ctx, x.res.faultStart, x.res.faultEnd); err == nil {
 		x.res.notef("%d of %d boundaries while worker 2 was cut off passed without a cycle: every bucket has shards on it", skipped, due)
 	}
 	return nil

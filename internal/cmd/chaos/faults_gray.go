@@ -118,17 +118,26 @@ func (x *sc) boundariesDuringFault(ctx context.Context) {
 // boundariesBetween checks that at most one boundary in [from, to) passed
 // without a cycle.
 func (x *sc) boundariesBetween(ctx context.Context, from, to time.Time, what string) {
-	evs, err := readHistory(ctx, x.e.pg.db, from.Add(-x.period))
+	due, skipped, err := x.skippedBoundaries(ctx, from, to)
 	if err != nil {
 		x.res.add(check{"boundaries", false, err.Error()})
 		return
 	}
-	due, skipped := 0, 0
+	x.res.add(check{"boundaries", skipped <= 1, fmt.Sprintf("%d of %d boundaries %s passed without a cycle (bound: 1)", skipped, due, what)})
+}
+
+// skippedBoundaries counts the boundaries in [from, to), and those of them
+// that started no cycle.
+func (x *sc) skippedBoundaries(ctx context.Context, from, to time.Time) (due, skipped int, err error) {
+	evs, err := readHistory(ctx, x.e.pg.db, from.Add(-x.period))
+	if err != nil {
+		return 0, 0, err
+	}
 	for b := ceilBoundary(from, x.period); b.Before(to); b = b.Add(x.period) {
 		due++
 		if !startedAt(evs, b) {
 			skipped++
 		}
 	}
-	x.res.add(check{"boundaries", skipped <= 1, fmt.Sprintf("%d of %d boundaries %s passed without a cycle (bound: 1)", skipped, due, what)})
+	return due, skipped, nil
 }
