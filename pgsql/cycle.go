@@ -211,18 +211,24 @@ func DrawAll(ctx context.Context, tx pgx.Tx, c pointsd.Cycle) (rows int64, start
 // fence is the condition under which a write of term's leader may happen:
 // term is still the current leadership term (0: unfenced, a cycle run by
 // hand). param is term's placeholder.
+//
+// It share-locks the lease row (FOR KEY SHARE) until the transaction ends.
+// TakeTerm locks that row FOR UPDATE, so a new term waits for every write
+// that passed the fence under the old one: a commit of the old leader
+// lands before the new term exists, never after. The lease renewal, an
+// UPDATE of a non-key column, does not wait on it.
 func fence(param string) string {
-	return `(` + param + `::bigint = 0 OR EXISTS (SELECT FROM leader_lease WHERE term = ` + param + `))`
+	return `(` + param + `::bigint = 0 OR EXISTS (SELECT FROM leader_lease WHERE term = ` + param + ` FOR KEY SHARE))`
 }
 
 // checkTerm returns ErrDeposed when term (not 0) is no longer the current
-// leadership term.
+// leadership term. Inside a transaction it holds the fence's lock.
 func checkTerm(ctx context.Context, db DBTX, term int64) error {
 	if term == 0 {
 		return nil
 	}
 	var current bool
-	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM leader_lease WHERE term = $1)`, term).Scan(&current); err != nil {
+	if err := db.QueryRow(ctx, `SELECT `+fence("$1"), term).Scan(&current); err != nil {
 		return fmt.Errorf("check the leader term: %w", err)
 	}
 	if !current {

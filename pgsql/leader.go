@@ -91,24 +91,30 @@ func SessionName(kind, instance string) string {
 }
 
 // TakeTerm starts a new leadership term for holder, which must hold the
-// leader lock, and ends the sessions of the previous holder's updater:
-// a transaction it left open (its host cut off, its process paused) would
-// otherwise keep its row locks until TCP gives up, minutes later. It
-// returns the new term and the sessions it ended.
+// leader lock. It ends the sessions of the previous holder's updater
+// first, waiting up to 2 s for each to be gone: a transaction it left open
+// (its host cut off, its process paused) would otherwise keep its row
+// locks until TCP gives up, minutes later. Then it raises the term, which
+// waits for any write still inside the old term's fence. It returns the
+// new term and the sessions it ended.
 func TakeTerm(ctx context.Context, db DBTX, holder string) (term int64, ended int, err error) {
 	err = db.QueryRow(ctx, `
-		WITH prev AS (SELECT holder FROM leader_lease FOR UPDATE),
-		taken AS (
-			INSERT INTO leader_lease AS l (term, holder, renewed_at) VALUES (1, $1, now())
-			ON CONFLICT (singleton) DO UPDATE SET term = l.term + 1, holder = $1, renewed_at = now()
-			RETURNING term
-		)
-		SELECT (SELECT term FROM taken),
-		       (SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid))
-		        FROM pg_stat_activity a, prev
-		        WHERE prev.holder NOT IN ('', $1)
-		          AND a.application_name IN ($2 || '/' || prev.holder, $3 || '/' || prev.holder))::int`,
-		holder, LeaderSession, UpdaterSession).Scan(&term, &ended)
+		SELECT count(*) FILTER (WHERE pg_terminate_backend(a.pid, 2000))::int
+		FROM pg_stat_activity a, leader_lease l
+		WHERE l.holder NOT IN ('', $1)
+		  AND a.application_name IN ($2 || '/' || l.holder, $3 || '/' || l.holder)`,
+		holder, LeaderSession, UpdaterSession).Scan(&ended)
+	if err != nil {
+		return 0, 0, fmt.Errorf("end the previous leader's sessions: %w", err)
+	}
+	// prev takes the row FOR UPDATE, which waits on the fence's share
+	// locks: the upsert's own lock (FOR NO KEY UPDATE) would not.
+	err = db.QueryRow(ctx, `
+		WITH prev AS MATERIALIZED (SELECT FROM leader_lease FOR UPDATE)
+		INSERT INTO leader_lease AS l (term, holder, renewed_at)
+		SELECT 1, $1, now() FROM (SELECT count(*) FROM prev) AS locked
+		ON CONFLICT (singleton) DO UPDATE SET term = l.term + 1, holder = $1, renewed_at = now()
+		RETURNING term`, holder).Scan(&term)
 	if err != nil {
 		return 0, 0, fmt.Errorf("take a leader term: %w", err)
 	}

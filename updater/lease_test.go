@@ -95,8 +95,8 @@ func TestStaleLeaderIsEvictedAndFenced(t *testing.T) {
 	if !errors.Is(err, pgsql.ErrDeposed) {
 		t.Errorf("DrawBucket under the old term: %v, want ErrDeposed", err)
 	}
-	if err := pgsql.FinishCycle(ctx, pool, st.Cycle, ghostTerm, time.Second, 0); !errors.Is(err, pgsql.ErrDeposed) && err != nil {
-		t.Errorf("FinishCycle under the old term: %v", err)
+	if err := pgsql.FinishCycle(ctx, pool, st.Cycle, ghostTerm, time.Second, 0); !errors.Is(err, pgsql.ErrDeposed) {
+		t.Errorf("FinishCycle under the old term: %v, want ErrDeposed", err)
 	}
 	if _, err := pgsql.PublishNextStart(ctx, pool, st.Cycle, ghostTerm, time.Now().Add(time.Hour)); !errors.Is(err, pgsql.ErrDeposed) {
 		t.Errorf("PublishNextStart under the old term: %v, want ErrDeposed", err)
@@ -136,5 +136,91 @@ func TestHealthyLeaderIsNotEvicted(t *testing.T) {
 	}
 	if n := countEvents(us, kind(updater.EventLeaseRenewed)); n < 5 {
 		t.Errorf("%d lease renewals over four half-second cycles, want about one per 100 ms poll", n)
+	}
+}
+
+// The term fence is a lock, not only a read: a new term waits for a write
+// that passed the fence under the old one, so the old leader's commit lands
+// before the new term exists, never after it. The old leader's lease
+// renewal does not wait on its own writes.
+func TestNewTermWaitsForTheOldTermsWrite(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 1_000})
+	pool := pgtest.Pool(t, url)
+	old := connectAs(t, url, pgsql.SessionName(pgsql.LeaderSession, "old"))
+	oldTerm, _, err := pgsql.TakeTerm(ctx, old, "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := pointsd.Cycle{Schedule: pointsd.Schedule{Cycle: readState(t, pool).Cycle + 1, Floor: 50, StartedAt: time.Now()}, Seed: 7, Mode: "rolling", Term: oldTerm}
+	if started, err := pgsql.StartCycle(ctx, pool, c); err != nil || !started {
+		t.Fatalf("start cycle %d: %v, %v", c.Cycle, started, err)
+	}
+	buckets, err := pgsql.Buckets(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A write of the old term, inside the fence, not yet committed. Its
+	// session is not named after the old holder: TakeTerm cannot end it.
+	writer := connectAs(t, url, "a write in flight")
+	tx, err := writer.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, claimed, err := pgsql.DrawBucket(ctx, tx, buckets[0], c); err != nil || !claimed {
+		t.Fatalf("draw bucket 0 under the old term: %v, %v", claimed, err)
+	}
+	renewCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if ok, err := pgsql.RenewLease(renewCtx, old, oldTerm); err != nil || !ok {
+		t.Errorf("the old leader renews its lease beside its own write: %v, %v", ok, err)
+	}
+
+	next := connectAs(t, url, pgsql.SessionName(pgsql.LeaderSession, "new"))
+	var nextPID uint32 = next.PgConn().PID()
+	taken := make(chan error, 1)
+	var newTerm int64
+	go func() {
+		var err error
+		newTerm, _, err = pgsql.TakeTerm(ctx, next, "new")
+		taken <- err
+	}()
+	pgtest.Eventually(t, 5*time.Second, "the new term waits on the lease row", func() bool {
+		var waiting bool
+		err := pool.QueryRow(ctx, `SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1`, nextPID).Scan(&waiting)
+		return err == nil && waiting
+	})
+	select {
+	case err := <-taken:
+		t.Fatalf("a new term was taken while the old term's write was in flight (%v)", err)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("the old term's write commits: %v", err)
+	}
+	select {
+	case err := <-taken:
+		if err != nil || newTerm != oldTerm+1 {
+			t.Fatalf("take the new term: %d, %v; want %d", newTerm, err, oldTerm+1)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the new term was not taken within 5 s of the old write's commit")
+	}
+
+	// From now on the old term writes nothing.
+	tx2, err := writer.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx2.Rollback(ctx) }()
+	if _, _, err := pgsql.DrawBucket(ctx, tx2, buckets[1], c); !errors.Is(err, pgsql.ErrDeposed) {
+		t.Errorf("draw bucket 1 under the old term after the new one: %v, want ErrDeposed", err)
+	}
+	var drawn int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM buckets WHERE cycle = $1`, c.Cycle).Scan(&drawn); err != nil || drawn != 1 {
+		t.Errorf("%d buckets at cycle %d (%v), want 1: the write before the new term", drawn, c.Cycle, err)
 	}
 }
