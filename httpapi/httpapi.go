@@ -42,7 +42,9 @@ type Config struct {
 	// CacheMaxAge caps how long an answer is reused (default 1s), a
 	// safety net under the schedule and the invalidations.
 	CacheMaxAge time.Duration
-	// Now is the clock of the previous-query times (default time.Now).
+	// Now is the clock of the previous-query times. The default is
+	// Clock's Now, the database's time: replicas whose own clocks
+	// disagree still stamp their queries on one clock.
 	Now func() time.Time
 	// ReplicaQueryTime makes GET /'s timestamp this replica's previous
 	// query, as before the cluster's (see queryTimes): no writes at all,
@@ -110,12 +112,12 @@ func New(cfg Config) (*API, error) {
 	cfg.CacheMaxAge = cmp.Or(cfg.CacheMaxAge, time.Second)
 	cfg.QueryTimeEvery = cmp.Or(cfg.QueryTimeEvery, DefaultQueryTimeEvery)
 	cfg.Instance = cmp.Or(cfg.Instance, randomID())
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	clock, ownClock := cfg.Clock, cfg.Clock == nil
 	if ownClock {
 		clock = pgsql.NewClock(nil)
+	}
+	if cfg.Now == nil {
+		cfg.Now = clock.Now
 	}
 	if err := cfg.Metrics.RegisterClock(clock); err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)

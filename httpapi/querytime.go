@@ -52,9 +52,10 @@ const (
 // listener, a few milliseconds on one network) before it. So it is the
 // previous query's time, to the second, unless another replica answered a
 // query within that bound before it; then it may be the time of a query
-// before that one. It is never later than its own request on this
-// replica's clock: replicas' clocks count as they are (PointsdClockSkew
-// names a skewed one).
+// before that one. It is never later than its own request. The times are
+// on the database's clock (Config.Now), as each replica measures it, so a
+// replica's skewed clock does not move them: only the measurement's
+// uncertainty does, a millisecond or so on one network.
 type queryTimes struct {
 	cluster  bool
 	instance string

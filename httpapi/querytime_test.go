@@ -13,6 +13,7 @@ import (
 
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
+	"github.com/pointsd/pointsd/pgsql"
 )
 
 // The previous query is the later of this replica's and the others',
@@ -88,6 +89,46 @@ func TestQueryTimeIsTheClusters(t *testing.T) {
 	time.Sleep(3 * DefaultQueryTimeEvery)
 	if now := testutil.ToFloat64(ma.QueryTimePublishes) + testutil.ToFloat64(mb.QueryTimePublishes); now != published {
 		t.Errorf("idle replicas published %v times", now-published)
+	}
+}
+
+// Two replicas whose own clocks are 3 s fast and 3 s slow stamp their
+// queries on the database's clock: each answer is the previous query's
+// time, to the second, as a client's true clock saw it. The skew is the
+// local clock their Clock measures the database's against.
+func TestQueryTimeIsOnTheDatabasesClock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Users: 100})
+	pool := pgtest.Pool(t, url)
+	var apis [2]*API
+	var srvs [2]string
+	for i, skew := range []time.Duration{3 * time.Second, -3 * time.Second} {
+		clock := pgsql.NewClock(func() time.Time { return time.Now().Add(skew) })
+		if err := clock.Sync(ctx, pool); err != nil {
+			t.Fatal(err)
+		}
+		apis[i], srvs[i] = newExchanging(t, url, Config{Clock: clock})
+	}
+	second := func(t time.Time) string { return t.UTC().Format(timestampLayout) }
+	var sent, done time.Time // the previous query, on the test's true clock
+	for i := range 6 {
+		api, other := apis[i%2], apis[1-i%2]
+		before := time.Now()
+		_, body := get(t, srvs[i%2]+"/")
+		after := time.Now()
+		if i > 0 {
+			ts, _ := body["timestamp"].(string)
+			if ts != second(sent) && ts != second(done) {
+				t.Errorf("query %d: timestamp %v, want the previous query's, %s (to the other replica)", i+1, body["timestamp"], second(sent))
+			}
+		}
+		sent, done = before, after
+		at := api.times.last.Load() / 1000 * 1000 // published to the microsecond
+		pgtest.Eventually(t, 5*time.Second, fmt.Sprintf("the other replica learns query %d", i+1), func() bool {
+			return other.times.others.Load() >= at
+		})
+		time.Sleep(150 * time.Millisecond)
 	}
 }
 
