@@ -157,7 +157,10 @@ func pgbouncerReplicas(ctx context.Context, x *sc) error {
 	if err != nil {
 		return err
 	}
-	defer b.stop()
+	defer func() {
+		x.e.stopAll(ctx) // the replicas first: a pooler gone under them is not this scenario's fault
+		b.stop()
+	}()
 	pooled, err := b.url(x.e.pg.url)
 	if err != nil {
 		return err
