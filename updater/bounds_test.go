@@ -77,21 +77,23 @@ func TestLockedBucketIsTriedAgainLater(t *testing.T) {
 	}
 }
 
-// A DBA's statement_timeout shorter than a strict cycle would cancel every
-// strict cycle, rolling back all its work each time. pointsd's own
-// sessions set their own, whatever the role's or database's default.
-func TestOwnStatementTimeoutOverridesTheDatabases(t *testing.T) {
+// A DBA's statement_timeout on pointsd's role, shorter than a strict
+// cycle, would cancel every strict cycle, rolling back all its work each
+// time. pointsd's own sessions set their own, whatever the role's or the
+// database's default.
+func TestOwnStatementTimeoutOverridesTheRoles(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 200_000})
 	admin := pgtest.Pool(t, url)
-	if _, err := admin.Exec(ctx, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET statement_timeout = %L', current_database(), '20ms'); END $$`); err != nil {
+	if _, err := admin.Exec(ctx, `DO $$ BEGIN EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L', current_user, current_database(), '20ms'); END $$`); err != nil {
 		t.Fatal(err)
 	}
 	cfg := updater.Config{Period: time.Second, Mode: pointsd.Strict}
 
-	// Without pointsd's settings the strict cycle is cancelled: the test
-	// would pass for nothing if it were not.
+	// The role's setting applies to the test's database alone, and goes
+	// with it. Without pointsd's settings the strict cycle is cancelled:
+	// the test would pass for nothing if it were not.
 	plain, _ := newUpdater(t, pgtest.Pool(t, url), cfg)
 	_, err := plain.RunCycle(ctx)
 	var pgErr *pgconn.PgError
