@@ -71,8 +71,9 @@ func TestPreviousQueryTimeIsTheClusters(t *testing.T) {
 
 // Two replicas queried at once by several clients: no answer is later
 // than its own request, and none misses a query answered more than the
-// bound before it. The second replica's clients start later, so that its
-// first answers must be the first replica's queries.
+// bound before it. The replicas' clients take turns of 1.2 s, so that the
+// first answers of each turn must be the other replica's queries: the
+// replica's own last query is a second older.
 func TestPreviousQueryTimeUnderConcurrentLoad(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewDB(t, pgtest.Options{Partitions: 2, Users: 200})
@@ -83,7 +84,7 @@ func TestPreviousQueryTimeUnderConcurrentLoad(t *testing.T) {
 		waitStatus(t, "http://"+addr+"/readyz", http.StatusOK)
 	}
 
-	const clientsPerReplica, duration = 3, 3 * time.Second
+	const clientsPerReplica, duration, turn = 3, 6 * time.Second, 1200 * time.Millisecond
 	var (
 		mu  sync.Mutex
 		all []exchange
@@ -93,11 +94,12 @@ func TestPreviousQueryTimeUnderConcurrentLoad(t *testing.T) {
 	end := start.Add(duration)
 	for i := range 2 * clientsPerReplica {
 		wg.Go(func() {
-			if i%2 == 1 {
-				time.Sleep(time.Until(start.Add(1200 * time.Millisecond)))
-			}
 			var mine []exchange
-			for time.Now().Before(end) {
+			for now := time.Now(); now.Before(end); now = time.Now() {
+				if int(now.Sub(start)/turn)%2 != i%2 {
+					time.Sleep(5 * time.Millisecond) // the other replica's turn
+					continue
+				}
 				q, err := getTimestamp(addrs[i%2])
 				if err != nil {
 					t.Error(err)
