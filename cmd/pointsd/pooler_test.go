@@ -104,6 +104,24 @@ func TestServeBehindPgBouncer(t *testing.T) {
 			if leaders != 1 {
 				t.Errorf("%d replicas lead, want 1", leaders)
 			}
+			// The query times go through the pooler, their notifications
+			// through the direct connection: each replica answers the
+			// other's query, a second and more after it.
+			prev, err := getTimestamp(addrs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				time.Sleep(1100 * time.Millisecond)
+				q, err := getTimestamp(addrs[(i+1)%2])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if q.answer == nil || !prev.servedIn(*q.answer) {
+					t.Errorf("query %d behind PgBouncer: timestamp %v, want the other replica's query, sent %s", i+2, show(q.answer), stamp(prev.sent))
+				}
+				prev = q
+			}
 		})
 	}
 }
