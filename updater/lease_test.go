@@ -180,7 +180,7 @@ func TestNewTermWaitsForTheOldTermsWrite(t *testing.T) {
 	}
 
 	next := connectAs(t, url, pgsql.SessionName(pgsql.LeaderSession, "new"))
-	var nextPID uint32 = next.PgConn().PID()
+	nextPID := next.PgConn().PID()
 	taken := make(chan error, 1)
 	var newTerm int64
 	go func() {
