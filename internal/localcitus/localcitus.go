@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/pointsd/pointsd/internal/localpg"
@@ -219,11 +220,28 @@ func AddNodeSQL(w *Node) string {
 
 func pgQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// DropDB drops database name on every node.
+// DropDB drops database name on every node. WITH (FORCE) ends the
+// database's sessions, but a Citus maintenance daemon can start again in the
+// moment between that and the drop (another node's daemon connects to run
+// its two-phase commit recovery), and the drop then fails with 55006
+// "being accessed by other users": it is tried again, for up to 30 s.
 func (c *Cluster) DropDB(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	drop := "DROP DATABASE IF EXISTS " + pgx.Identifier{name}.Sanitize() + " WITH (FORCE)"
 	var errs []error
 	for _, n := range c.Nodes() {
-		errs = append(errs, Exec(ctx, n.URL, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"))
+		for {
+			err := Exec(ctx, n.URL, drop)
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "55006" || ctx.Err() != nil {
+				if err != nil {
+					errs = append(errs, fmt.Errorf("node on port %d: %w", n.Port, err))
+				}
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	return errors.Join(errs...)
 }
