@@ -237,10 +237,13 @@ func checkTruth(ctx context.Context, db *pgxpool.Pool, outs []outcome, seen []se
 	}
 	detail := fmt.Sprintf("%d untrue of %d answers with users (%d more empty), %d not verifiable (a deleted row)",
 		untrue, judged, empty, unknown)
-	shortOK := citus || short.untrue == 0 && short.control*10 >= short.controlled*9
-	if citus {
+	shortOK := citus || short.answers == 0 || short.untrue == 0 && short.control*10 >= short.controlled*9
+	switch {
+	case citus:
 		detail += "; answers with fewer than 2 users not judged on Citus"
-	} else {
+	case short.answers == 0:
+		detail += "; no answer with fewer than 2 users to judge"
+	default:
 		detail += fmt.Sprintf("; %d untrue of %d answers with fewer than 2 users (control: %d of %d two-user answers read as empty judged untrue)",
 			short.untrue, short.judged, short.control, short.controlled)
 	}
