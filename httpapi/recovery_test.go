@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pointsd/pointsd"
 	"github.com/pointsd/pointsd/internal/pgtest"
 	"github.com/pointsd/pointsd/metrics"
 	"github.com/pointsd/pointsd/pgsql"
@@ -136,4 +139,50 @@ func TestUserInAnUnmappedPartition(t *testing.T) {
 	if ans := a.cache.current.Load(); ans == nil || !ans.until.IsZero() {
 		t.Errorf("an answer with users outside every bucket is reusable until %v, want not at all", ans.until)
 	}
+}
+
+// pointsd migrate restores a deleted cycle_state row with a new floor,
+// outside the published schedule: every replica's cached answer, which the
+// schedule said would hold for an hour, is dropped at once (the repair
+// notifies, as a cycle's start does), and the next answer is the repaired
+// state's.
+func TestRepairDropsCachedAnswers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDB(t, pgtest.Options{Partitions: 4, Users: 2_000})
+	pool := pgtest.Pool(t, url)
+	c := pointsd.Cycle{Schedule: pointsd.Schedule{Cycle: 1, Floor: 60, Period: time.Hour, StartedAt: time.Now()}, Seed: 7, Mode: pointsd.Strict}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, _, err := pgsql.DrawAll(ctx, tx, c)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgsql.FinishCycle(ctx, pool, 1, 0, time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	a, srv := newAPI(t, url, Config{CacheMaxAge: 24 * time.Hour})
+	listen(t, a)
+	get(t, srv.URL+"/")
+	before := a.cache.current.Load()
+	if before == nil || time.Until(before.until) < 30*time.Minute {
+		t.Fatalf("answer %+v; want one the schedule lets live for the hour", before)
+	}
+
+	if _, err := pool.Exec(ctx, `DELETE FROM cycle_state`); err != nil {
+		t.Fatal(err)
+	}
+	repaired, err := pgsql.Repair(ctx, pool)
+	if err != nil || len(repaired) == 0 {
+		t.Fatalf("Repair = %q, %v; want the state row restored", repaired, err)
+	}
+	var floor int
+	if err := pool.QueryRow(ctx, `SELECT floor FROM cycle_state`).Scan(&floor); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Eventually(t, 2*time.Second, "GET / answers from the repaired state", func() bool {
+		get(t, srv.URL+"/")
+		cur := a.cache.current.Load()
+		return cur != before && cur.ans.Floor == floor
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -136,7 +137,14 @@ func Repair(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 				done = append(done, msg)
 			}
 		}
-		return nil
+		if len(done) == 0 {
+			return nil
+		}
+		// A repair changes what answers rely on (a new floor, cycle numbers,
+		// buckets reset) outside the published schedule: every replica's
+		// cache must drop its answer, as when a cycle starts.
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ChangesChannel, strconv.Itoa(AllBuckets))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
