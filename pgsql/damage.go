@@ -143,8 +143,7 @@ func Repair(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 		// A repair changes what answers rely on (a new floor, cycle numbers,
 		// buckets reset) outside the published schedule: every replica's
 		// cache must drop its answer, as when a cycle starts.
-		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ChangesChannel, strconv.Itoa(AllBuckets))
-		return err
+		return Notify(ctx, tx, ChangesChannel, strconv.Itoa(AllBuckets))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("repair: %w", err)
