@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -90,6 +91,16 @@ func damage(kind string) func(context.Context, *sc) error {
 			x.res.add(check{"ready again", true, "/readyz 200 after the repair"})
 		}
 		x.conclude(ctx, concludeOpts{since: x.res.faultEnd, noRunning: true})
+		// A cycle that met the damage (its bucket's table gone under it)
+		// fails, by design: its other buckets stay, the next cycle
+		// rewrites the rest. Said here, since the checks above start at
+		// the repair.
+		for _, l := range readLog(r.logPath) {
+			if l.Msg == "cycle failed" && !l.Time.Before(x.res.faultStart) {
+				_, why, _ := strings.Cut(l.Err, "ERROR: ") // PostgreSQL's words, when it said why
+				x.res.notef("cycle %d failed during the damage: %s", l.Cycle, snippet([]byte(cmp.Or(why, l.Err))))
+			}
+		}
 		return nil
 	}
 }

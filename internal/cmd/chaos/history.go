@@ -60,17 +60,23 @@ type cycleEvent struct {
 	Cycle      int64
 	StartedAt  *time.Time
 	FinishedAt *time.Time
+	// Start: the change started a cycle (see readHistory).
+	Start bool
 }
-
-// isStart reports whether the change started a cycle (a start clears
-// finished_at; a finish sets it).
-func (ev cycleEvent) isStart() bool { return ev.Op != "DELETE" && ev.FinishedAt == nil }
 
 func readHistory(ctx context.Context, db *pgxpool.Pool, since time.Time) ([]cycleEvent, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	rows, err := db.Query(ctx, `SELECT at, op, cycle, started_at, finished_at
-		FROM chaos_cycles WHERE at >= $1 ORDER BY at`, since)
+	// A start moves the cycle number on and clears finished_at. Other
+	// changes leave finished_at empty too while a cycle runs or after it
+	// failed (the next start published, the leader's term): they are not
+	// starts. The number is compared with the change before, which may be
+	// older than since.
+	rows, err := db.Query(ctx, `SELECT at, op, cycle, started_at, finished_at, start FROM (
+		SELECT *, op <> 'DELETE' AND finished_at IS NULL
+		          AND cycle IS DISTINCT FROM lag(cycle) OVER (ORDER BY at) AS start
+		FROM chaos_cycles) h
+		WHERE at >= $1 ORDER BY at`, since)
 	if err != nil {
 		return nil, fmt.Errorf("read cycle history: %w", err)
 	}

@@ -150,7 +150,7 @@ func checkCycles(ctx context.Context, db *pgxpool.Pool, w cycleWindow) (check, [
 	}
 	started := map[int64]bool{}
 	for _, ev := range evs {
-		if !ev.isStart() || ev.At.Before(w.since) || started[ev.Cycle] {
+		if !ev.Start || ev.At.Before(w.since) || started[ev.Cycle] {
 			continue
 		}
 		started[ev.Cycle] = true
@@ -181,7 +181,7 @@ func checkCycles(ctx context.Context, db *pgxpool.Pool, w cycleWindow) (check, [
 
 func startedAt(evs []cycleEvent, b time.Time) bool {
 	for _, ev := range evs {
-		if ev.isStart() && ev.StartedAt != nil && math.Abs(float64(ev.StartedAt.Sub(b))) < float64(time.Millisecond) {
+		if ev.Start && ev.StartedAt != nil && math.Abs(float64(ev.StartedAt.Sub(b))) < float64(time.Millisecond) {
 			return true
 		}
 	}

@@ -17,6 +17,7 @@ type logLine struct {
 	Level string    `json:"level"`
 	Msg   string    `json:"msg"`
 	Cycle int64     `json:"cycle"`
+	Err   string    `json:"err"`
 }
 
 // cutShortMsg is what a leader logs when a held lock (another session's)

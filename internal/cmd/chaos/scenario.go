@@ -285,7 +285,7 @@ func describeDetails(t tally) string {
 // transaction, committed; one from after is a retry; none, a rollback.
 func (x *sc) noteStrict(evs []cycleEvent) {
 	for _, ev := range evs {
-		if !ev.isStart() || ev.StartedAt == nil || !ev.StartedAt.Equal(x.strictAt) {
+		if !ev.Start || ev.StartedAt == nil || !ev.StartedAt.Equal(x.strictAt) {
 			continue
 		}
 		if ev.At.Before(x.res.faultStart) {
