@@ -102,8 +102,21 @@ func FinishCycle(ctx context.Context, db DBTX, cycle, term int64, took, bucketMa
 	if err != nil {
 		return fmt.Errorf("finish cycle %d: %w", cycle, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return checkTerm(ctx, db, term)
+	if tag.RowsAffected() > 0 {
+		return nil
+	}
+	if err := checkTerm(ctx, db, term); err != nil {
+		return err
+	}
+	// The row deleted by hand while the cycle ran: its later buckets were
+	// not claimed (a claim needs the row), so the cycle must not pass for
+	// done.
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM cycle_state)`).Scan(&exists); err != nil {
+		return fmt.Errorf("finish cycle %d: %w", cycle, err)
+	}
+	if !exists {
+		return fmt.Errorf("finish cycle %d: %w", cycle, ErrNoState)
 	}
 	return nil
 }

@@ -86,6 +86,24 @@ func TestQueryWithoutStateSaysSo(t *testing.T) {
 	}
 }
 
+// A cycle whose cycle_state row is deleted while it runs claims none of its
+// later buckets, so its finish must not pass for done.
+func TestFinishWithoutStateSaysSo(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := pgtest.Pool(t, pgtest.NewDB(t, pgtest.Options{Users: 10}))
+	c := pointsd.Cycle{Schedule: pointsd.Schedule{Cycle: 1, Floor: 50, StartedAt: time.Now()}, Seed: 1001, Mode: "rolling"}
+	if ok, err := pgsql.StartCycle(ctx, pool, c); err != nil || !ok {
+		t.Fatalf("start cycle 1: started %v, %v", ok, err)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM cycle_state`); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgsql.FinishCycle(ctx, pool, 1, 0, time.Second, 0); !errors.Is(err, pgsql.ErrNoState) {
+		t.Errorf("FinishCycle after the row was deleted: %v, want ErrNoState", err)
+	}
+}
+
 // drawAll runs cycles 1..n as strict cycles, the way the updater does.
 func drawAll(t *testing.T, pool *pgxpool.Pool, n int64) {
 	t.Helper()

@@ -68,10 +68,9 @@ func readHistory(ctx context.Context, db *pgxpool.Pool, since time.Time) ([]cycl
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	// A start moves the cycle number on and clears finished_at. Other
-	// changes leave finished_at empty too while a cycle runs or after it
-	// failed (the next start published, the leader's term): they are not
-	// starts. The number is compared with the change before, which may be
-	// older than since.
+	// changes leave finished_at empty too while a cycle runs, or after it
+	// failed (the next start published): they are not starts. The number
+	// is compared with the change before, which may be older than since.
 	rows, err := db.Query(ctx, `SELECT at, op, cycle, started_at, finished_at, start FROM (
 		SELECT *, op <> 'DELETE' AND finished_at IS NULL
 		          AND cycle IS DISTINCT FROM lag(cycle) OVER (ORDER BY at) AS start
