@@ -119,16 +119,17 @@ func (c *cache) committed(bucket int) {
 	}
 }
 
-// hit returns the current answer if it may be reused now, starting a
-// background re-read when it is past maxAge; nil otherwise. It is the hot
-// path of GET /: no context, no timer, no lock, only atomics and clocks.
-func (c *cache) hit() *answer {
+// hit returns the current answer if it may be reused at local (a reading
+// of time.Now), when the database's clock reads at most latest (synced:
+// measured), starting a background re-read when it is past maxAge; nil
+// otherwise. It is the hot path of GET /: no context, no timer, no lock,
+// only atomics.
+func (c *cache) hit(local, latest time.Time, synced bool) *answer {
 	a := c.current.Load()
 	if a == nil || a.gen != c.gen.Load() {
 		return nil
 	}
-	at := moment{local: time.Now()}
-	at.db, at.synced = c.clock.Latest()
+	at := moment{local: local, db: latest, synced: synced}
 	if h := c.heardUntil.Load(); h != nil {
 		at.heardUntil = *h
 	}
@@ -188,7 +189,9 @@ func reuse(a *answer, at moment) verdict {
 
 // get returns an answer that is true at some moment after the call began.
 func (c *cache) get(ctx context.Context) (*answer, error) {
-	if a := c.hit(); a != nil {
+	now := time.Now()
+	_, latest, synced := c.clock.At(now)
+	if a := c.hit(now, latest, synced); a != nil {
 		return a, nil
 	}
 	c.mu.Lock()

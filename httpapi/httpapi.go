@@ -19,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pointsd/pointsd/metrics"
@@ -43,8 +44,9 @@ type Config struct {
 	// safety net under the schedule and the invalidations.
 	CacheMaxAge time.Duration
 	// Now is the clock of the previous-query times. The default is
-	// Clock's Now, the database's time: replicas whose own clocks
-	// disagree still stamp their queries on one clock.
+	// Clock's time, the database's, at the request's one reading of the
+	// local clock: replicas whose own clocks disagree still stamp their
+	// queries on one clock.
 	Now func() time.Time
 	// ReplicaQueryTime makes GET /'s timestamp this replica's previous
 	// query, as before the cluster's (see queryTimes): no writes at all,
@@ -80,8 +82,10 @@ type API struct {
 	failures *sampledLog
 	// draining is set on shutdown: /readyz answers 503 from then on.
 	draining atomic.Bool
-	// observers are the request histogram's series.
+	// observers are the request histogram's series; rootOK is GET /'s
+	// 200s', the one nearly every request observes.
 	observers observers
+	rootOK    prometheus.Observer
 	// stamps formats the previous query's time.
 	stamps stamps
 	// fastRoot sends GET / past the router (see ServeHTTP).
@@ -116,9 +120,6 @@ func New(cfg Config) (*API, error) {
 	if ownClock {
 		clock = pgsql.NewClock(nil)
 	}
-	if cfg.Now == nil {
-		cfg.Now = clock.Now
-	}
 	if err := cfg.Metrics.RegisterClock(clock); err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
@@ -136,6 +137,7 @@ func New(cfg Config) (*API, error) {
 		failures:  &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "requests failed", interval: time.Second},
 		observers: observers{vec: cfg.Metrics.HTTPDuration},
 	}
+	a.rootOK = a.observers.get("/", http.MethodGet, http.StatusOK)
 	a.times = &queryTimes{cluster: !cfg.ReplicaQueryTime, instance: cfg.Instance, every: cfg.QueryTimeEvery, db: cfg.Pool,
 		log: cfg.Logger, kick: make(chan struct{}, 1),
 		failed:    &sampledLog{logger: cfg.Logger, level: slog.LevelWarn, msg: "query time exchange", interval: 10 * time.Second},

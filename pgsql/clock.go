@@ -32,6 +32,7 @@ type Clock struct {
 // clockSample is one sync's best sample.
 type clockSample struct {
 	local       time.Time     // the sample's local midpoint, with its monotonic reading
+	mono        time.Time     // time.Now at that midpoint: At's anchor
 	db          time.Time     // the database's clock at that moment
 	offset      time.Duration // db less local, on the wall clocks
 	uncertainty time.Duration // half the round trip, and the database's rounding
@@ -87,6 +88,19 @@ func (c *Clock) Latest() (t time.Time, ok bool) {
 	return s.db.Add(age + s.uncertaintyAfter(age)), true
 }
 
+// At is Now and Latest at t, a reading of time.Now (not of the clock's
+// local source): a request that reads the time once gets both from that
+// reading. Before the first sync both are t.
+func (c *Clock) At(t time.Time) (now, latest time.Time, ok bool) {
+	s := c.sample.Load()
+	if s == nil {
+		return t, t, false
+	}
+	age := t.Sub(s.mono)
+	now = s.db.Add(age)
+	return now, now.Add(s.uncertaintyAfter(age)), true
+}
+
 // Offset returns the database's clock less this process's, and how far the
 // true offset may be from it. ok is false before the first sync.
 func (c *Clock) Offset() (offset, uncertainty time.Duration, ok bool) {
@@ -108,18 +122,18 @@ func (c *Clock) Sync(ctx context.Context, db DBTX) error {
 	var best *clockSample
 	var rtt time.Duration
 	for range clockSamples {
-		t0 := c.local()
+		t0, m0 := c.local(), time.Now()
 		var dbNow time.Time
 		if err := db.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&dbNow); err != nil {
 			return fmt.Errorf("read the database's clock: %w", err)
 		}
-		t1 := c.local()
+		t1, m1 := c.local(), time.Now()
 		d := t1.Sub(t0)
 		if d < 0 || (best != nil && d >= rtt) {
 			continue // a local clock stepped back, or a slower sample
 		}
 		mid := t0.Add(d / 2)
-		best, rtt = &clockSample{local: mid, db: dbNow, offset: dbNow.Sub(mid),
+		best, rtt = &clockSample{local: mid, mono: m0.Add(m1.Sub(m0) / 2), db: dbNow, offset: dbNow.Sub(mid),
 			uncertainty: d/2 + dbResolution}, d
 	}
 	if best == nil {

@@ -52,6 +52,15 @@ func TestClockMeasuresTheOffsetWithinItsUncertainty(t *testing.T) {
 		if latest.Before(before) {
 			t.Errorf("skew %v: Latest %v is before the database's clock read before it, %v", skew, latest, before)
 		}
+		// At, from a reading of time.Now (a request's), reads the same
+		// clock: the local clock's skew does not move it either.
+		before = dbNow(t, pool)
+		atNow, atLatest, ok := c.At(time.Now())
+		after = dbNow(t, pool)
+		if !ok || atNow.Before(before.Add(-uncertainty)) || atNow.After(after.Add(uncertainty)) || atLatest.Before(before) {
+			t.Errorf("skew %v: At: now %v, latest %v; want within %v of the database's clock between %v and %v, latest not before it",
+				skew, atNow, atLatest, uncertainty, before, after)
+		}
 	}
 }
 
