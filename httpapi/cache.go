@@ -147,7 +147,7 @@ func (c *cache) hit(local, latest time.Time, synced bool) *answer {
 // moment is what the reuse rule reads of the clocks at one instant.
 type moment struct {
 	local      time.Time // this process's clock, for ages
-	db         time.Time // the latest the database's clock may read (pgsql.Clock.Latest)
+	db         time.Time // the latest the database's clock may read (pgsql.Clock.At)
 	synced     bool      // db was measured; if not, it is the local clock
 	heardUntil time.Time // local: the listener is proven alive before this
 }

@@ -23,7 +23,8 @@ import (
 // since the sample, the local clock's rate error.
 //
 // The zero value is not usable: make one with NewClock. Its methods are
-// safe for concurrent use, and Now, Latest and Offset only read an atomic.
+// safe for concurrent use, and Now, Latest, At and Offset only read an
+// atomic.
 type Clock struct {
 	local  func() time.Time
 	sample atomic.Pointer[clockSample]
