@@ -85,8 +85,8 @@ func (c *Clock) Latest() (t time.Time, ok bool) {
 	if s == nil {
 		return now, false
 	}
-	age := now.Sub(s.local)
-	return s.db.Add(age + s.uncertaintyAfter(age)), true
+	_, latest := s.at(now.Sub(s.local))
+	return latest, true
 }
 
 // At is Now and Latest at t, a reading of time.Now (not of the clock's
@@ -97,9 +97,8 @@ func (c *Clock) At(t time.Time) (now, latest time.Time, ok bool) {
 	if s == nil {
 		return t, t, false
 	}
-	age := t.Sub(s.mono)
-	now = s.db.Add(age)
-	return now, now.Add(s.uncertaintyAfter(age)), true
+	now, latest = s.at(t.Sub(s.mono))
+	return now, latest, true
 }
 
 // Offset returns the database's clock less this process's, and how far the
@@ -110,6 +109,13 @@ func (c *Clock) Offset() (offset, uncertainty time.Duration, ok bool) {
 		return 0, 0, false
 	}
 	return s.offset, s.uncertaintyAfter(c.local().Sub(s.local)), true
+}
+
+// at is the database's time age after the sample, and the latest it may
+// be then.
+func (s *clockSample) at(age time.Duration) (now, latest time.Time) {
+	now = s.db.Add(age)
+	return now, now.Add(s.uncertaintyAfter(age))
 }
 
 // uncertaintyAfter is the sample's uncertainty age after it was taken.
